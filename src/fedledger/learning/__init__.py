@@ -1,0 +1,1 @@
+"""Learning core: datasets, partitions, models, local training, aggregation, attacks."""

@@ -1,0 +1,1 @@
+"""Protocols: deterministic, IO-free state machines, one object per node."""
