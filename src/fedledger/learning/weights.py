@@ -38,7 +38,9 @@ class Layout:
 def flatten(module: torch.nn.Module) -> Vector:
     """Copy a module's state into one flat float32 vector (state_dict order)."""
     parts = [t.detach().reshape(-1).to(torch.float32) for t in module.state_dict().values()]
-    return torch.cat(parts).numpy().copy()
+    if not parts:
+        return np.zeros(0, dtype=np.float32)
+    return torch.cat(parts).numpy()  # cat allocates a fresh tensor: no further copy needed
 
 
 def load_flat(module: torch.nn.Module, vector: Vector) -> None:
@@ -80,9 +82,11 @@ def from_safetensors(data: bytes) -> tuple[Vector, Layout]:
     except Exception as exc:  # safetensors raises several types for bad input
         raise FedledgerError(f"not valid safetensors bytes: {exc}") from None
     order = _read_order(data) or list(tensors)
-    missing = [n for n in order if n not in tensors]
-    if missing:
-        raise FedledgerError(f"safetensors order names tensors that are absent: {missing}")
+    if sorted(order) != sorted(tensors):
+        raise FedledgerError(
+            f"safetensors order must name each stored tensor exactly once; order {order}, "
+            f"tensors {sorted(tensors)}"
+        )
     layout = Layout(tuple((n, tuple(tensors[n].shape)) for n in order))
     if not order:
         return np.zeros(0, dtype=np.float32), layout

@@ -56,9 +56,7 @@ def wire_size(value: Any) -> int:
     if isinstance(value, np.ndarray):
         return 8 + value.nbytes
     if is_dataclass(value) and not isinstance(value, type):
-        return 2 + sum(
-            1 + len(f.name) + wire_size(getattr(value, f.name)) for f in fields(value)
-        )
+        return 2 + sum(1 + len(f.name) + wire_size(getattr(value, f.name)) for f in fields(value))
     if isinstance(value, Mapping):
         return 2 + sum(wire_size(k) + wire_size(v) for k, v in value.items())
     if isinstance(value, list | tuple):

@@ -1,0 +1,1 @@
+"""Experiments: validated YAML config, the runner, metrics, plots."""

@@ -1,0 +1,166 @@
+"""Local training and evaluation on flat weight vectors.
+
+A :class:`Learner` holds one torch module and one optimizer, reused by every call: a
+simulator runs many nodes in one process and gives each job the node's weights as a flat
+float32 vector, so nothing is built per call. Training is deterministic under its seed:
+the only randomness is the order of the mini-batches, drawn from a seeded
+``torch.Generator`` (the models have no dropout), so the same weights, data, settings and
+seed give bit-identical weights in the same process configuration (thread count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fedledger.errors import FedledgerError
+from fedledger.learning.models import InputShape, build_model
+from fedledger.learning.weights import Layout, Vector, flatten, load_flat
+from fedledger.protocols.base import EvalResult, TrainResult, TrainSettings
+
+
+class LearnerError(FedledgerError, ValueError):
+    """A training or evaluation job got inputs that do not fit the model."""
+
+
+class Learner:
+    """One model architecture, trained and evaluated on weights passed in and out."""
+
+    def __init__(
+        self,
+        model_name: str,
+        model_params: Mapping[str, Any] | None,
+        input_shape: InputShape,
+        num_classes: int,
+    ) -> None:
+        self.model_name = model_name
+        self.input_shape: InputShape = (
+            int(input_shape[0]),
+            int(input_shape[1]),
+            int(input_shape[2]),
+        )
+        self.num_classes = num_classes
+        with torch.random.fork_rng(devices=[]):  # leave the global torch RNG alone
+            self.module: nn.Module = build_model(
+                model_name, self.input_shape, num_classes, model_params
+            )
+        self.layout: Layout = Layout.of(self.module)
+        self._optimizer = torch.optim.SGD(self.module.parameters(), lr=0.1)
+
+    @property
+    def num_weights(self) -> int:
+        return self.layout.size
+
+    def init_weights(self, seed: int) -> Vector:
+        """Freshly initialised weights (the layers' default init) under ``seed``.
+
+        Uses a forked torch RNG, so the global torch random state is left as it was.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for layer in self.module.modules():
+                reset = getattr(layer, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+            return flatten(self.module)
+
+    def _tensors(self, x: np.ndarray, y: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
+            raise LearnerError(
+                f"x must have shape (N, {', '.join(map(str, self.input_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if y is None:
+            return xt, torch.empty(0, dtype=torch.int64)
+        if y.shape != (x.shape[0],):
+            raise LearnerError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+        return xt, torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+
+    def _load(self, weights: Vector) -> None:
+        if weights.shape != (self.layout.size,):
+            raise LearnerError(
+                f"weights have shape {tuple(weights.shape)}, {self.model_name} expects "
+                f"({self.layout.size},)"
+            )
+        load_flat(self.module, weights)
+
+    def train(
+        self, weights: Vector, x: np.ndarray, y: np.ndarray, settings: TrainSettings, seed: int
+    ) -> TrainResult:
+        """SGD from ``weights`` over (x, y) for ``settings.epochs`` epochs.
+
+        Each epoch visits the samples in a fresh seeded random order, in mini-batches of
+        ``settings.batch_size`` (the last one may be smaller); momentum buffers start at
+        zero on every call. ``loss`` is the mean cross-entropy over the last epoch's
+        samples, as measured during training; ``num_samples`` is len(x).
+        """
+        if len(x) == 0:
+            raise LearnerError("cannot train on 0 samples")
+        if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
+            raise LearnerError(
+                f"train settings need epochs >= 1, batch_size >= 1, lr > 0; got {settings}"
+            )
+        xt, yt = self._tensors(x, y)
+        if int(yt.min()) < 0 or int(yt.max()) >= self.num_classes:
+            raise LearnerError(
+                f"labels span {int(yt.min())}..{int(yt.max())}, allowed 0..{self.num_classes - 1}"
+            )
+        self._load(weights)
+        opt = self._optimizer
+        opt.state.clear()
+        for group in opt.param_groups:
+            group.update(
+                lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+            )
+        generator = torch.Generator().manual_seed(seed)
+        n, bs = len(xt), settings.batch_size
+        self.module.train()
+        epoch_loss = torch.zeros((), dtype=torch.float64)
+        for _ in range(settings.epochs):
+            order = torch.randperm(n, generator=generator)
+            epoch_loss = torch.zeros((), dtype=torch.float64)
+            for start in range(0, n, bs):
+                batch = order[start : start + bs]
+                loss = F.cross_entropy(self.module(xt[batch]), yt[batch])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                epoch_loss += loss.detach().double() * len(batch)
+        opt.state.clear()
+        return TrainResult(flatten(self.module), n, float(epoch_loss) / n)
+
+    @torch.inference_mode()
+    def _logits(self, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+        self.module.eval()
+        return torch.cat([self.module(x[s : s + batch_size]) for s in range(0, len(x), batch_size)])
+
+    def evaluate(
+        self, weights: Vector, x: np.ndarray, y: np.ndarray, batch_size: int = 1024
+    ) -> EvalResult:
+        """Accuracy and mean cross-entropy of ``weights`` on (x, y)."""
+        if len(x) == 0:
+            raise LearnerError("cannot evaluate on 0 samples")
+        xt, yt = self._tensors(x, y)
+        if int(yt.min()) < 0 or int(yt.max()) >= self.num_classes:
+            raise LearnerError(
+                f"labels span {int(yt.min())}..{int(yt.max())}, allowed 0..{self.num_classes - 1}"
+            )
+        self._load(weights)
+        logits = self._logits(xt, batch_size)
+        loss = F.cross_entropy(logits, yt, reduction="sum").item() / len(yt)
+        correct = int((logits.argmax(dim=1) == yt).sum())
+        return EvalResult(correct / len(yt), loss, len(yt))
+
+    def predict(self, weights: Vector, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Predicted labels (int64, shape (N,)) of ``weights`` on x."""
+        xt, _ = self._tensors(x, None)
+        if len(xt) == 0:
+            return np.zeros(0, dtype=np.int64)
+        self._load(weights)
+        return self._logits(xt, batch_size).argmax(dim=1).numpy().astype(np.int64)

@@ -1,0 +1,29 @@
+"""Imports the built-in components so they register, and lists the registries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedledger.registry import Registry
+
+
+def registries() -> dict[str, Registry[Any]]:
+    """Every plug-in registry by kind, with the built-in components loaded."""
+    import fedledger.learning.aggregate
+    import fedledger.learning.attacks
+    import fedledger.protocols.vanilla  # noqa: F401  (registers the protocol)
+    from fedledger.learning.aggregate.base import AGGREGATORS
+    from fedledger.learning.attacks.base import ATTACKS
+    from fedledger.learning.data import DATASETS
+    from fedledger.learning.models import MODELS
+    from fedledger.learning.partition import PARTITIONERS
+    from fedledger.protocols.base import PROTOCOLS
+
+    return {
+        "protocol": PROTOCOLS,
+        "dataset": DATASETS,
+        "partitioner": PARTITIONERS,
+        "model": MODELS,
+        "aggregator": AGGREGATORS,
+        "attack": ATTACKS,
+    }

@@ -1,0 +1,34 @@
+"""Messages of the vanilla FedAvg protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedledger.protocols.base import Message
+
+
+@dataclass(frozen=True)
+class GlobalModel(Message):
+    """Server -> sampled client: train on these weights in ``round``."""
+
+    round: int
+    weights: np.ndarray
+
+
+@dataclass(frozen=True)
+class ClientUpdate(Message):
+    """Client -> server: the locally trained weights for ``round``."""
+
+    round: int
+    weights: np.ndarray
+    num_samples: int
+    loss: float
+
+
+@dataclass(frozen=True)
+class Finish(Message):
+    """Server -> clients: the experiment is over."""
+
+    rounds: int

@@ -1,0 +1,131 @@
+"""Server and client state machines of vanilla FedAvg."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedledger.learning.aggregate import AGGREGATORS, AggregationContext, Update
+from fedledger.protocols.base import (
+    Broadcast,
+    CancelTimer,
+    Effect,
+    EmitMetric,
+    Event,
+    Halt,
+    JobFinished,
+    MessageReceived,
+    NodeSetup,
+    ProtocolNode,
+    ReportModel,
+    RunJob,
+    Send,
+    SetTimer,
+    Start,
+    TimerFired,
+    TrainJob,
+    TrainResult,
+)
+from fedledger.protocols.vanilla.messages import ClientUpdate, Finish, GlobalModel
+from fedledger.protocols.vanilla.params import VanillaParams
+from fedledger.seeding import derive_seed
+
+TIMEOUT = "round-timeout"
+
+
+class Server(ProtocolNode):
+    """Samples clients, sends the global model, aggregates their updates, repeats."""
+
+    def __init__(self, setup: NodeSetup) -> None:
+        super().__init__(setup)
+        params = setup.params
+        assert isinstance(params, VanillaParams)
+        self.params = params
+        spec = dict(params.aggregator)
+        name = spec.pop("name", "weighted_fedavg")
+        self.aggregate = AGGREGATORS.build(name, spec, where="protocol.aggregator")
+        self.clients = tuple(sorted(p.node_id for p in setup.all_nodes if p.role == "client"))
+        self.weights = setup.initial_weights
+        self.round = 0
+        self.sampled: tuple[str, ...] = ()
+        self.updates: dict[str, ClientUpdate] = {}
+
+    def handle(self, event: Event) -> list[Effect]:
+        if isinstance(event, Start):
+            return self._next_round()
+        if isinstance(event, MessageReceived) and isinstance(event.message, ClientUpdate):
+            msg = event.message
+            if msg.round != self.round or event.sender not in self.sampled:
+                return []  # late or unsolicited
+            if msg.weights.shape != self.weights.shape:
+                return [EmitMetric("rejected_updates", 1.0, self.round)]
+            self.updates[event.sender] = msg
+            if len(self.updates) == len(self.sampled):
+                return [CancelTimer(TIMEOUT), *self._close_round()]
+            return []
+        if isinstance(event, TimerFired) and event.key == TIMEOUT:
+            return self._close_round()
+        return []
+
+    def _next_round(self) -> list[Effect]:
+        self.round += 1
+        self.updates = {}
+        k = max(self.params.min_clients, round(self.params.fraction * len(self.clients)))
+        k = min(k, len(self.clients))
+        rng = np.random.default_rng(derive_seed(self.setup.seed, "vanilla-sample", self.round))
+        chosen = rng.choice(len(self.clients), size=k, replace=False)
+        self.sampled = tuple(sorted(self.clients[i] for i in chosen))
+        message = GlobalModel(round=self.round, weights=self.weights)
+        return [
+            Broadcast(message, to=self.sampled),
+            SetTimer(TIMEOUT, self.params.round_timeout),
+        ]
+
+    def _close_round(self) -> list[Effect]:
+        effects: list[Effect] = []
+        if self.updates:
+            updates = [
+                Update(u.weights, num_samples=u.num_samples, sender=s)
+                for s, u in sorted(self.updates.items())
+            ]
+            context = AggregationContext(
+                current=self.weights, seed=derive_seed(self.setup.seed, "agg", self.round)
+            )
+            self.weights = np.asarray(self.aggregate(updates, context), dtype=np.float32)
+        effects.append(ReportModel(self.round, self.weights))
+        effects.append(EmitMetric("participants", float(len(self.updates)), self.round))
+        if self.round >= self.setup.rounds:
+            return [*effects, Broadcast(Finish(self.round), to=self.clients), Halt()]
+        return effects + self._next_round()
+
+
+class Client(ProtocolNode):
+    """Trains the global model it receives and sends the result back."""
+
+    def __init__(self, setup: NodeSetup) -> None:
+        super().__init__(setup)
+        self.server = setup.plan.peers[0]
+        self.round = 0
+
+    def handle(self, event: Event) -> list[Effect]:
+        if isinstance(event, MessageReceived):
+            msg = event.message
+            if isinstance(msg, GlobalModel) and event.sender == self.server:
+                self.round = msg.round
+                job = TrainJob(
+                    weights=msg.weights,
+                    settings=self.setup.train,
+                    seed=derive_seed(self.setup.seed, self.node_id, msg.round),
+                    tag=f"round-{msg.round}",
+                )
+                return [RunJob(f"train-{msg.round}", job)]
+            if isinstance(msg, Finish) and event.sender == self.server:
+                return [Halt()]
+            return []
+        if isinstance(event, JobFinished) and isinstance(event.result, TrainResult):
+            r = event.result
+            update = ClientUpdate(self.round, r.weights, r.num_samples, r.loss)
+            return [
+                Send(self.server, update),
+                EmitMetric("train_loss", r.loss, self.round),
+            ]
+        return []

@@ -1,0 +1,1 @@
+"""Hosts that execute protocol effects: the simulator, real node processes."""

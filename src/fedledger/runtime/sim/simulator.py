@@ -1,0 +1,254 @@
+"""The discrete-event simulator: many sans-IO nodes, one process, a virtual clock.
+
+Events sit in a priority queue ordered by (virtual time, insertion number), so two runs
+with the same config and seed process the same events in the same order and produce the
+same metrics. Effects are executed here: messages go through the network model, timers
+and jobs become future events, reports and metrics go to the observer.
+
+Jobs run lazily: in ``modelled`` compute mode a job's duration is known when it is asked
+for, and its result is computed when its completion event is processed. That lets an
+omniscient attacker's job first force the pending honest jobs of the same round (same
+``TrainJob.tag``), so it can read their results, whatever order the jobs were issued in.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time as wallclock
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from fedledger.errors import FedledgerError
+from fedledger.protocols.base import (
+    Broadcast,
+    CancelTimer,
+    EmitMetric,
+    Event,
+    Halt,
+    Job,
+    JobFinished,
+    JobResult,
+    MessageReceived,
+    NodeId,
+    ProtocolNode,
+    ReportModel,
+    RunJob,
+    Send,
+    SetTimer,
+    Start,
+    TimerFired,
+    TrainJob,
+    wire_size,
+)
+from fedledger.runtime.sim.compute import ComputeModel
+from fedledger.runtime.sim.network import NetworkModel
+
+if TYPE_CHECKING:
+    from fedledger.runtime.jobs import JobRunner
+
+
+class SimObserver(Protocol):
+    def on_report(self, node_id: NodeId, time: float, step: int, weights: np.ndarray) -> None: ...
+
+    def on_metric(self, node_id: NodeId, time: float, metric: EmitMetric) -> None: ...
+
+
+@dataclass
+class SimStats:
+    events: int = 0
+    messages_sent: int = 0
+    messages_lost: int = 0
+    bytes_sent: dict[NodeId, int] = field(default_factory=dict)
+    jobs: int = 0
+    virtual_time: float = 0.0
+    wall_seconds: float = 0.0
+    halted: int = 0
+
+
+@dataclass(frozen=True)
+class _PendingJob:
+    node_id: NodeId
+    job_id: str
+    job: Job
+
+
+class SimulationError(FedledgerError, RuntimeError):
+    """A node's handler raised: a bug in protocol code, reported with its context."""
+
+
+_DELIVER, _TIMER, _JOB = 0, 1, 2
+_HONEST_TAGS_KEPT = 4
+
+
+class Simulator:
+    def __init__(
+        self,
+        nodes: Mapping[NodeId, ProtocolNode],
+        peers: Mapping[NodeId, tuple[NodeId, ...]],
+        jobs: JobRunner,
+        network: NetworkModel,
+        compute: ComputeModel,
+        observer: SimObserver,
+        seed: int = 0,
+        max_time: float | None = None,
+    ) -> None:
+        self.nodes = dict(nodes)
+        self.peers = dict(peers)
+        self.jobs = jobs
+        self.network = network
+        self.compute = compute
+        self.observer = observer
+        self.max_time = max_time
+        self.stats = SimStats(bytes_sent={n: 0 for n in self.nodes})
+        self._queue: list[tuple[float, int, int, NodeId, Any]] = []
+        self._seq = 0
+        self._now = 0.0
+        self._halted: set[NodeId] = set()
+        self._timer_gen: dict[tuple[NodeId, str], int] = {}
+        self._speeds = compute.speeds(sorted(self.nodes), seed)
+        self._pending_by_tag: dict[str, list[_PendingJob]] = {}
+        self._early: dict[tuple[NodeId, str], JobResult] = {}
+        self._honest_by_tag: OrderedDict[str, list[np.ndarray]] = OrderedDict()
+        self._track_honest = any(self.jobs.is_omniscient(n) for n in self.nodes)
+
+    # ------------------------------------------------------------ driving
+
+    def run(self) -> SimStats:
+        started = wallclock.perf_counter()
+        for node_id in sorted(self.nodes):
+            self._dispatch(node_id, Start(time=0.0))
+        while self._queue and len(self._halted) < len(self.nodes):
+            at, _, kind, node_id, payload = heapq.heappop(self._queue)
+            if self.max_time is not None and at > self.max_time:
+                break
+            self._now = at
+            if node_id in self._halted:
+                continue
+            event = self._event(kind, node_id, payload)
+            if event is not None:
+                self._dispatch(node_id, event)
+        self.stats.virtual_time = self._now
+        self.stats.halted = len(self._halted)
+        self.stats.wall_seconds = wallclock.perf_counter() - started
+        return self.stats
+
+    def _event(self, kind: int, node_id: NodeId, payload: Any) -> Event | None:
+        if kind == _DELIVER:
+            sender, message = payload
+            return MessageReceived(time=self._now, sender=sender, message=message)
+        if kind == _TIMER:
+            key, gen = payload
+            if self._timer_gen.get((node_id, key)) != gen:
+                return None  # replaced or cancelled
+            del self._timer_gen[(node_id, key)]
+            return TimerFired(time=self._now, key=key)
+        pending, result = payload
+        if result is None:
+            result = self._result_of(pending)
+        return JobFinished(time=self._now, job_id=pending.job_id, result=result)
+
+    def _dispatch(self, node_id: NodeId, event: Event) -> None:
+        self.stats.events += 1
+        try:
+            effects = self.nodes[node_id].handle(event)
+        except Exception as exc:
+            raise SimulationError(
+                f"node {node_id} failed on {type(event).__name__} at t={self._now:.6f}: {exc!r}"
+            ) from exc
+        for effect in effects:
+            self._execute(node_id, effect)
+
+    def _push(self, at: float, kind: int, node_id: NodeId, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (at, self._seq, kind, node_id, payload))
+
+    # ------------------------------------------------------------ effects
+
+    def _execute(self, node_id: NodeId, effect: object) -> None:
+        if isinstance(effect, Send):
+            self._send(node_id, effect.to, effect.message)
+        elif isinstance(effect, Broadcast):
+            for peer in effect.to or self.peers.get(node_id, ()):
+                self._send(node_id, peer, effect.message)
+        elif isinstance(effect, SetTimer):
+            gen = self._timer_gen.get((node_id, effect.key), 0) + 1
+            self._timer_gen[(node_id, effect.key)] = gen
+            self._push(self._now + max(0.0, effect.delay), _TIMER, node_id, (effect.key, gen))
+        elif isinstance(effect, CancelTimer):
+            self._timer_gen.pop((node_id, effect.key), None)
+        elif isinstance(effect, RunJob):
+            self._start_job(node_id, effect)
+        elif isinstance(effect, ReportModel):
+            self.observer.on_report(node_id, self._now, effect.step, effect.weights)
+        elif isinstance(effect, EmitMetric):
+            self.observer.on_metric(node_id, self._now, effect)
+        elif isinstance(effect, Halt):
+            self._halted.add(node_id)
+        else:
+            raise SimulationError(f"node {node_id} returned an unknown effect {effect!r}")
+
+    def _send(self, sender: NodeId, to: NodeId, message: Any) -> None:
+        if to not in self.nodes:
+            raise SimulationError(f"node {sender} sent to unknown node {to!r}")
+        size = wire_size(message)
+        self.stats.messages_sent += 1
+        self.stats.bytes_sent[sender] += size
+        arrival = self.network.transmit(sender, to, size, self._now)
+        if arrival is None:
+            self.stats.messages_lost += 1
+            return
+        self._push(arrival, _DELIVER, to, (sender, message))
+
+    # ------------------------------------------------------------ jobs
+
+    def _start_job(self, node_id: NodeId, effect: RunJob) -> None:
+        self.stats.jobs += 1
+        pending = _PendingJob(node_id, effect.job_id, effect.job)
+        speed = self._speeds[node_id]
+        if self.compute.mode == "measured":
+            t0 = wallclock.process_time()
+            result = self._result_of(pending)
+            seconds = (wallclock.process_time() - t0) * self.compute.measured_scale
+            self._push(self._now + seconds * speed, _JOB, node_id, (pending, result))
+            return
+        num = self.jobs.num_samples(node_id)
+        seconds = self.compute.modelled_seconds(effect.job, num, self.jobs.num_eval(node_id))
+        tracked = self._track_honest and isinstance(effect.job, TrainJob)
+        if tracked and self.jobs.is_honest(node_id):
+            self._pending_by_tag.setdefault(effect.job.tag, []).append(pending)
+        self._push(self._now + seconds * speed, _JOB, node_id, (pending, None))
+
+    def _result_of(self, pending: _PendingJob) -> JobResult:
+        key = (pending.node_id, pending.job_id)
+        if key in self._early:
+            return self._early.pop(key)
+        job = pending.job
+        if isinstance(job, TrainJob) and self.jobs.needs_honest(pending.node_id, job):
+            for other in self._pending_by_tag.pop(job.tag, []):
+                self._early[(other.node_id, other.job_id)] = self._compute(other)
+            honest = tuple(self._honest_by_tag.get(job.tag, []))
+            return self.jobs.run(pending.node_id, job, honest=lambda _tag: honest)
+        return self._compute(pending)
+
+    def _compute(self, pending: _PendingJob) -> JobResult:
+        job = pending.job
+        if isinstance(job, TrainJob) and self._track_honest:
+            tagged = self._pending_by_tag.get(job.tag)
+            if tagged and pending in tagged:
+                tagged.remove(pending)
+        result = self.jobs.run(pending.node_id, job)
+        if (
+            self._track_honest
+            and isinstance(job, TrainJob)
+            and self.jobs.is_honest(pending.node_id)
+        ):
+            bucket = self._honest_by_tag.setdefault(job.tag, [])
+            bucket.append(result.weights)  # type: ignore[union-attr]
+            self._honest_by_tag.move_to_end(job.tag)
+            while len(self._honest_by_tag) > _HONEST_TAGS_KEPT:
+                self._honest_by_tag.popitem(last=False)
+        return result
