@@ -43,6 +43,12 @@ def test_override_into_a_component_given_by_name():
         ({"model": {"name": "resnet"}}, (), "model: unknown model 'resnet'; available:"),
         ({"model": {"name": "mlp", "width": 3}}, (), "model.width: Extra inputs"),
         ({"protocol": {"name": "vanilla", "fraction": 2}}, (), "protocol.fraction"),
+        ({"protocol": "vanilla"}, ("protocol.aggregator.name=mean",), "unknown aggregator"),
+        (
+            {"protocol": {"name": "vanilla", "aggregator": {"name": "fedavg"}}},
+            ("protocol.aggregator.penalty=1",),
+            "protocol.aggregator.penalty: Extra inputs",
+        ),
         ({}, ("data.partition.name=dirichlet", "data.partition.alpha=-1"), "data.partition.alpha"),
         ({}, ("data.dataset.name=imagenet",), "unknown dataset 'imagenet'"),
         ({"nodes": {"malicious": [{"count": 1}]}}, (), "needs an 'attack' or 'faults'"),

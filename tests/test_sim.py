@@ -218,3 +218,31 @@ def test_link_spec_validates():
         LinkSpec(bandwidth=0)
     with pytest.raises(ValueError, match="loss must be in"):
         LinkSpec(loss=1.0)
+
+
+def test_fetch_blob_pays_for_request_and_answer(tmp_path):
+    from fedledger.protocols.base import BlobReceived, FetchBlob
+    from fedledger.storage.blobs import BlobStore
+
+    store = BlobStore(tmp_path / "b")
+    cid = store.put(b"z" * 50_000)
+
+    class Fetcher(ProtocolNode):
+        def handle(self, event):
+            if isinstance(event, Start) and self.node_id == "a":
+                return [FetchBlob(cid, "b"), FetchBlob("bafkreimissing", "b")]
+            if isinstance(event, BlobReceived):
+                size = -1 if event.data is None else len(event.data)
+                return [EmitMetric(event.cid, size, 0)]
+            return []
+
+    nodes = {n: Fetcher(setup(n, ())) for n in "ab"}
+    rec = Recorder()
+    net = NetworkModel(LinkSpec(latency=0.1, bandwidth=1e6))
+    sim = Simulator(nodes, {}, FakeJobs(), net, ComputeModel(), rec, blobs={"b": store})
+    sim.run()
+    (got_at, got), (miss_at, miss) = [(t, v) for _, t, _, v in rec.metrics]
+    assert got == 50_000 and miss == -1
+    # request (64 B) out, then 50,064 B back over the same 1 MB/s links, 0.1 s each way
+    assert got_at == pytest.approx(0.1 + 64 / 1e6 + 0.1 + 50_064 / 1e6, rel=1e-3)
+    assert miss_at > got_at  # b's uplink sent the big answer first

@@ -195,6 +195,10 @@ def check_components(config: ExperimentConfig) -> None:
     )
     reg["model"].params(config.model.name, config.model.params, "model")
     reg["protocol"].params(config.protocol.name, config.protocol.params, "protocol")
+    aggregator = config.protocol.params.get("aggregator")
+    if isinstance(aggregator, dict):
+        spec = ComponentSpec.model_validate(aggregator)
+        reg["aggregator"].params(spec.name, spec.params, "protocol.aggregator")
     for i, group in enumerate(config.nodes.malicious):
         if group.attack is not None:
             where = f"nodes.malicious.{i}.attack"

@@ -26,7 +26,9 @@ from fedledger.learning.partition import make_partitioner
 from fedledger.learning.train import Learner
 from fedledger.plugins import registries
 from fedledger.protocols.base import NodePlan, NodeSetup, Protocol, TrainSettings
+from fedledger.protocols.services import NodeServices
 from fedledger.runtime.jobs import JobRunner, NodeLearning
+from fedledger.runtime.services import make_genesis, node_keys, open_node_services
 from fedledger.runtime.sim import ComputeModel, LinkSpec, NetworkModel, Simulator
 from fedledger.runtime.sim.network import Partition
 
@@ -129,6 +131,22 @@ def network_model(config: ExperimentConfig) -> NetworkModel:
     return NetworkModel(default, links, partitions, seed=config.seed)
 
 
+def open_services(
+    protocol: Protocol, plans: list[NodePlan], config: ExperimentConfig, run_dir: Path
+) -> dict[str, NodeServices]:
+    """Keys, the shared genesis block, and each node's ledger and blob store."""
+    keys = node_keys(plans, config.seed)
+    genesis = make_genesis(keys, to_yaml(config))
+    members = tuple(keys[n].address for n in sorted(keys))
+    fork_choice, finality = protocol.ledger_rules(members)
+    return {
+        p.node_id: open_node_services(
+            p.node_id, run_dir / "nodes" / p.node_id, keys, genesis, fork_choice, finality
+        )
+        for p in plans
+    }
+
+
 def default_run_dir(config: ExperimentConfig) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Path(config.output.dir) / f"{config.name}-{stamp}"
@@ -159,6 +177,7 @@ def run_experiment(
     }
     jobs = JobRunner(learner, learning, config.seed)
     settings = TrainSettings(**config.train.model_dump())
+    services = open_services(protocol, plans, config, run_dir) if protocol.uses_ledger else {}
     nodes = {}
     for r in roles:
         setup = NodeSetup(
@@ -171,6 +190,7 @@ def run_experiment(
             params=protocol.params,
             rounds=config.rounds,
             faults=r.faults,
+            services=services.get(r.plan.node_id),
         )
         nodes[r.plan.node_id] = protocol.create_node(setup)
 
@@ -191,8 +211,13 @@ def run_experiment(
         recorder,
         seed=config.seed,
         max_time=config.max_time,
+        blobs={node_id: svc.blobs for node_id, svc in services.items()},
     )
-    stats = sim.run()
+    try:
+        stats = sim.run()
+    finally:
+        for node_services in services.values():
+            node_services.ledger.close()
     recorder.finish()
     recorder.write(run_dir)
 

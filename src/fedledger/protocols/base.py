@@ -18,13 +18,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, fields, is_dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel
 
 from fedledger.registry import Registry
+
+if TYPE_CHECKING:
+    from fedledger.ledger.finality import FinalityRule
+    from fedledger.ledger.forkchoice import ForkChoice
+    from fedledger.protocols.services import NodeServices
 
 NodeId = str
 Vector = np.ndarray
@@ -151,7 +156,18 @@ class JobFinished:
     result: JobResult
 
 
-Event = Start | MessageReceived | TimerFired | JobFinished
+@dataclass(frozen=True)
+class BlobReceived:
+    """Answer to ``FetchBlob``: the blob's bytes (verified against ``cid`` by the host),
+    or None when ``source`` did not have it or the transfer failed."""
+
+    time: float
+    cid: str
+    source: NodeId
+    data: bytes | None
+
+
+Event = Start | MessageReceived | TimerFired | JobFinished | BlobReceived
 
 
 # ---------------------------------------------------------------- effects
@@ -193,6 +209,16 @@ class RunJob:
 
 
 @dataclass(frozen=True)
+class FetchBlob:
+    """Fetch the blob ``cid`` (e.g. a model announced by content id) from ``source``'s
+    blob store; the host answers with ``BlobReceived``. Models travel off chain this way:
+    on chain and in messages there is only the content id and hash."""
+
+    cid: str
+    source: NodeId
+
+
+@dataclass(frozen=True)
 class ReportModel:
     """Ask the host to measure this model on the global test set at ``step``."""
 
@@ -217,7 +243,9 @@ class Halt:
     reason: str = "done"
 
 
-Effect = Send | Broadcast | SetTimer | CancelTimer | RunJob | ReportModel | EmitMetric | Halt
+Effect = (
+    Send | Broadcast | SetTimer | CancelTimer | RunJob | FetchBlob | ReportModel | EmitMetric | Halt
+)
 
 
 # ---------------------------------------------------------------- nodes
@@ -242,8 +270,9 @@ class NodePlan:
 class NodeSetup:
     """Everything a node knows when it is created.
 
-    services: host-provided local stores (ledger, blob store, key pair) for protocols that
-        keep a chain; local, persistent and deterministic, so still sans-IO.
+    services: host-provided key pair, ledger and blob store, for protocols that keep a
+        chain (``Protocol.uses_ledger``); local, persistent and deterministic, so
+        still sans-IO. None for protocols that keep no chain.
     faults: protocol-level misbehaviours switched on for this node (e.g. "flip_votes");
         learning attacks are applied by the host around jobs and are not seen here.
     """
@@ -257,7 +286,7 @@ class NodeSetup:
     params: BaseModel
     rounds: int
     faults: tuple[str, ...] = ()
-    services: Mapping[str, Any] = field(default_factory=dict)
+    services: NodeServices | None = None
 
     @property
     def node_id(self) -> NodeId:
@@ -284,6 +313,7 @@ class Protocol(ABC):
 
     name: ClassVar[str]
     faults: ClassVar[tuple[str, ...]] = ()  # protocol-level fault names it understands
+    uses_ledger: ClassVar[bool] = False  # the host then gives every node NodeServices
 
     def __init__(self, params: BaseModel) -> None:
         self.params = params
@@ -295,6 +325,14 @@ class Protocol(ABC):
     @abstractmethod
     def create_node(self, setup: NodeSetup) -> ProtocolNode:
         """The state machine for one node."""
+
+    def ledger_rules(self, members: tuple[bytes, ...]) -> tuple[ForkChoice, FinalityRule | None]:
+        """Fork choice and finality rule of each node's chain store, given the members'
+        addresses (for protocols with ``uses_ledger``). Default: longest chain, no
+        finality gadget."""
+        from fedledger.ledger.forkchoice import longest_chain
+
+        return longest_chain, None
 
 
 PROTOCOLS: Registry[Protocol] = Registry("protocol")

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedledger.codec import record
 from fedledger.protocols.base import Message
 
 
+@record("vanilla.GlobalModel")
 @dataclass(frozen=True)
 class GlobalModel(Message):
     """Server -> sampled client: train on these weights in ``round``."""
@@ -17,6 +19,7 @@ class GlobalModel(Message):
     weights: np.ndarray
 
 
+@record("vanilla.ClientUpdate")
 @dataclass(frozen=True)
 class ClientUpdate(Message):
     """Client -> server: the locally trained weights for ``round``."""
@@ -27,6 +30,7 @@ class ClientUpdate(Message):
     loss: float
 
 
+@record("vanilla.Finish")
 @dataclass(frozen=True)
 class Finish(Message):
     """Server -> clients: the experiment is over."""

@@ -24,10 +24,12 @@ import numpy as np
 
 from fedledger.errors import FedledgerError
 from fedledger.protocols.base import (
+    BlobReceived,
     Broadcast,
     CancelTimer,
     EmitMetric,
     Event,
+    FetchBlob,
     Halt,
     Job,
     JobFinished,
@@ -49,6 +51,7 @@ from fedledger.runtime.sim.network import NetworkModel
 
 if TYPE_CHECKING:
     from fedledger.runtime.jobs import JobRunner
+    from fedledger.storage.blobs import BlobStore
 
 
 class SimObserver(Protocol):
@@ -80,7 +83,8 @@ class SimulationError(FedledgerError, RuntimeError):
     """A node's handler raised: a bug in protocol code, reported with its context."""
 
 
-_DELIVER, _TIMER, _JOB = 0, 1, 2
+_DELIVER, _TIMER, _JOB, _BLOB = 0, 1, 2, 3
+_FETCH_REQUEST_BYTES = 64  # a blob request: the content id and framing
 _HONEST_TAGS_KEPT = 4
 
 
@@ -95,8 +99,10 @@ class Simulator:
         observer: SimObserver,
         seed: int = 0,
         max_time: float | None = None,
+        blobs: Mapping[NodeId, BlobStore] | None = None,
     ) -> None:
         self.nodes = dict(nodes)
+        self.blobs = dict(blobs or {})
         self.peers = dict(peers)
         self.jobs = jobs
         self.network = network
@@ -146,6 +152,9 @@ class Simulator:
                 return None  # replaced or cancelled
             del self._timer_gen[(node_id, key)]
             return TimerFired(time=self._now, key=key)
+        if kind == _BLOB:
+            cid, source, data = payload
+            return BlobReceived(time=self._now, cid=cid, source=source, data=data)
         pending, result = payload
         if result is None:
             result = self._result_of(pending)
@@ -182,6 +191,8 @@ class Simulator:
             self._timer_gen.pop((node_id, effect.key), None)
         elif isinstance(effect, RunJob):
             self._start_job(node_id, effect)
+        elif isinstance(effect, FetchBlob):
+            self._fetch(node_id, effect)
         elif isinstance(effect, ReportModel):
             self.observer.on_report(node_id, self._now, effect.step, effect.weights)
         elif isinstance(effect, EmitMetric):
@@ -202,6 +213,26 @@ class Simulator:
             self.stats.messages_lost += 1
             return
         self._push(arrival, _DELIVER, to, (sender, message))
+
+    def _fetch(self, node_id: NodeId, effect: FetchBlob) -> None:
+        """A request travels to the source, the blob (if it has it) travels back."""
+        store = self.blobs.get(effect.source)
+        if effect.source not in self.nodes:
+            raise SimulationError(f"node {node_id} fetched from unknown node {effect.source!r}")
+        self.stats.messages_sent += 1
+        self.stats.bytes_sent[node_id] += _FETCH_REQUEST_BYTES
+        asked = self.network.transmit(node_id, effect.source, _FETCH_REQUEST_BYTES, self._now)
+        data = _read_blob(store, effect.cid)
+        answer = _FETCH_REQUEST_BYTES + (len(data) if data is not None else 0)
+        arrival = None
+        if asked is not None:
+            self.stats.messages_sent += 1
+            self.stats.bytes_sent[effect.source] += answer
+            arrival = self.network.transmit(effect.source, node_id, answer, asked)
+        if arrival is None:
+            self.stats.messages_lost += 1
+            data, arrival = None, self._now + 2 * self.network.link(node_id, effect.source).latency
+        self._push(arrival, _BLOB, node_id, (effect.cid, effect.source, data))
 
     # ------------------------------------------------------------ jobs
 
@@ -252,3 +283,14 @@ class Simulator:
             while len(self._honest_by_tag) > _HONEST_TAGS_KEPT:
                 self._honest_by_tag.popitem(last=False)
         return result
+
+
+def _read_blob(store: BlobStore | None, cid: str) -> bytes | None:
+    """The blob, or None when the store lacks it or ``cid`` is malformed (it may come
+    from a peer's message)."""
+    if store is None:
+        return None
+    try:
+        return store.get(cid) if store.has(cid) else None
+    except (FedledgerError, ValueError):
+        return None

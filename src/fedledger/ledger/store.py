@@ -1,0 +1,387 @@
+"""The durable chain store: one SQLite database per node.
+
+Durability: write-ahead log, ``synchronous=FULL`` (the log is fsynced at every commit,
+so a block reported appended survives a process crash *and* a power cut; NORMAL would
+only survive the former), one transaction per appended block or counted vote. A node
+that restarts reopens the file and has its head, its forks and its finalized checkpoint.
+
+What is stored: every block ever appended (forks are kept, never overwritten) as the
+canonical codec bytes of the Block, with its hash, parent, height, proposer and
+timestamp as columns; an index of transaction ids; the canonical chain (height -> hash,
+genesis to head); the live leaves; the head; and, with a finality rule, the rule, the
+accepted finality votes, slashing evidence and committed/finalized marks. Blocks are read
+from disk on demand; only the finality tracker (votes, marks) is kept in memory.
+
+Head and finality: after every append (and every vote that finalizes a checkpoint) the
+fork choice picks the head among the leaves that descend from the last finalized block.
+Blocks off the finalized chain are stored but can never become head. A fork choice that
+returns a block off the finalized chain (or an unknown one) is an error
+(:class:`ForkChoiceError`): the append is rolled back and the head stays where it was.
+
+Blocks are checked for structure only (known parent, height = parent height + 1, one
+genesis); signatures, ids and roots are checked where a block enters the node
+(``ledger.verify``) and after the fact by ``ledger.audit``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from fedledger.codec import decode_as, encode
+from fedledger.errors import FedledgerError
+from fedledger.ledger import store_sql as sql
+from fedledger.ledger.finality import (
+    Checkpoint,
+    FinalityRule,
+    FinalityTracker,
+    FinalityVote,
+    VoteResult,
+)
+from fedledger.ledger.forkchoice import ForkChoice, Tip, longest_chain
+from fedledger.ledger.records import Block, Transaction, record_id, short
+
+
+class ChainStoreError(FedledgerError):
+    """Base class of chain store errors."""
+
+
+class InvalidBlockError(ChainStoreError, ValueError):
+    """A block does not fit the stored tree (height, second genesis, ...)."""
+
+
+class UnknownParentError(InvalidBlockError):
+    """A block's parent is not stored; the caller may keep it until the parent arrives."""
+
+
+class ForkChoiceError(ChainStoreError):
+    """The fork choice picked a head that is unknown or off the finalized chain."""
+
+
+@dataclass(frozen=True)
+class _View:
+    """The live tree shown to a fork choice (see ``forkchoice.BlockTreeView``)."""
+
+    store: ChainStore
+    root: Tip
+
+    def tips(self) -> Sequence[Tip]:
+        return self.store._live_tips(self.root)
+
+    def get(self, block_hash: bytes) -> Block | None:
+        return self.store.get(block_hash)
+
+
+class ChainStore:
+    """One node's ledger in the SQLite file ``path`` (created when missing)."""
+
+    def __init__(
+        self,
+        path: Path,
+        fork_choice: ForkChoice = longest_chain,
+        finality: FinalityRule | None = None,
+    ) -> None:
+        self.db_path = Path(path)
+        self.fork_choice = fork_choice
+        self._tracker: FinalityTracker | None = None
+        try:
+            self._db = sql.connect(self.db_path)
+        except sqlite3.Error as err:
+            raise ChainStoreError(f"cannot open chain store {self.db_path}: {err}") from None
+        try:
+            with self._tx():
+                sql.create_or_check(self._db, self.db_path)
+                self.rule = sql.load_or_save_rule(self._db, finality, self.db_path)
+            self._load_tracker()
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise ChainStoreError(f"{self.db_path} is not a chain store database: {err}") from None
+        except BaseException:
+            self._db.close()
+            raise
+
+    # ------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ChainStore:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def _load_tracker(self) -> None:
+        self._tracker = None
+        if self.rule is None:
+            return
+        row = self._db.execute("SELECT hash FROM canonical WHERE height = 0").fetchone()
+        if row is not None:
+            votes, evidence = sql.load_votes(self._db)
+            self._tracker = FinalityTracker.restore(
+                self.rule, Checkpoint(0, row[0]), votes, evidence
+            )
+
+    # ------------------------------------------------------------ appending
+
+    def append(self, block: Block) -> bool:
+        """Store ``block`` and re-run fork choice; False if it was already stored.
+
+        Raises UnknownParentError when the parent is not stored, InvalidBlockError when
+        the height does not follow the parent's (or a second genesis arrives), and
+        ForkChoiceError (nothing stored) when the fork choice picks an illegal head.
+        """
+        h = block.hash
+        header = block.header
+        with self._tx():
+            if self._db.execute("SELECT 1 FROM blocks WHERE hash = ?", (h,)).fetchone():
+                return False
+            self._check_place(block, h)
+            self._db.execute(
+                "INSERT INTO blocks(hash, parent, height, proposer, timestamp, body) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (h, header.parent, header.height, header.proposer, header.timestamp,
+                 encode(block)),
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO txs(id, block, idx) VALUES (?, ?, ?)",
+                [(record_id(tx), h, i) for i, tx in enumerate(block.transactions)],
+            )
+            self._db.execute("DELETE FROM tips WHERE hash = ?", (header.parent,))
+            self._db.execute("INSERT INTO tips(hash, height) VALUES (?, ?)", (h, header.height))
+            if header.height == 0:
+                self._db.execute("INSERT INTO canonical(height, hash) VALUES (0, ?)", (h,))
+                sql.set_meta(self._db, "head", h)
+                if self.rule is not None:
+                    sql.save_marks(self._db, [Checkpoint(0, h)], [Checkpoint(0, h)])
+            else:
+                self._choose_head()
+        if header.height == 0 and self.rule is not None:
+            self._tracker = FinalityTracker(self.rule, Checkpoint(0, h))
+        return True
+
+    def _check_place(self, block: Block, h: bytes) -> None:
+        height, parent = block.header.height, block.header.parent
+        genesis = self._db.execute("SELECT hash FROM canonical WHERE height = 0").fetchone()
+        if height == 0:
+            if genesis is not None:
+                raise InvalidBlockError(
+                    f"block {short(h)} has height 0 but genesis {short(genesis[0])} is "
+                    "already stored; a ledger has one genesis"
+                )
+            return
+        if genesis is None:
+            raise InvalidBlockError(
+                f"block {short(h)} has height {height} but the store is empty; "
+                "the first block must be the genesis (height 0)"
+            )
+        row = self._db.execute("SELECT height FROM blocks WHERE hash = ?", (parent,)).fetchone()
+        if row is None:
+            raise UnknownParentError(
+                f"block {short(h)} at height {height}: parent {short(parent)} is not stored"
+            )
+        if height != row[0] + 1:
+            raise InvalidBlockError(
+                f"block {short(h)} has height {height}; its parent {short(parent)} has "
+                f"height {row[0]}, so the allowed height is {row[0] + 1}"
+            )
+
+    def _choose_head(self) -> None:
+        root = self._root()
+        chosen = self.fork_choice(_View(self, root))
+        height = self.height_of(chosen)
+        if height is None:
+            raise ForkChoiceError(f"fork choice returned unknown block {short(chosen)}")
+        if not self.is_ancestor(root.hash, chosen):
+            raise ForkChoiceError(
+                f"fork choice returned block {short(chosen)} at height {height}, which does "
+                f"not descend from finalized block {short(root.hash)} at height {root.height}; "
+                "the head stays on the finalized chain"
+            )
+        if chosen != sql.get_meta(self._db, "head"):
+            sql.move_canonical(self._db, chosen, height)
+            sql.set_meta(self._db, "head", chosen)
+
+    def _root(self) -> Tip:
+        if self._tracker is None:
+            row = self._db.execute("SELECT hash FROM canonical WHERE height = 0").fetchone()
+            return Tip(row[0], 0)
+        cp = self._tracker.finalized
+        return Tip(cp.hash, cp.height)
+
+    def _live_tips(self, root: Tip) -> list[Tip]:
+        live, dead = [], []
+        for h, height in self._db.execute("SELECT hash, height FROM tips").fetchall():
+            ok = height >= root.height and self.ancestor_at(h, root.height) == root.hash
+            (live if ok else dead).append(Tip(h, height))
+        # A leaf off the finalized chain stays off it: finality only moves along one chain.
+        self._db.executemany("DELETE FROM tips WHERE hash = ?", [(t.hash,) for t in dead])
+        return live or [root]
+
+    # ------------------------------------------------------------ finality
+
+    def add_vote(self, vote: FinalityVote) -> VoteResult:
+        """Count a (signature-checked) finality vote; persist it, its marks or evidence.
+
+        A vote that finalizes a checkpoint off the current chain moves the head onto it.
+        """
+        if self.rule is None:
+            raise ChainStoreError(f"{self.db_path} has no finality rule; votes cannot be counted")
+        if self._tracker is None:
+            raise ChainStoreError(
+                f"{self.db_path} has no genesis block yet; votes cannot be counted"
+            )
+        before = self._tracker.finalized
+        try:
+            with self._tx():
+                result = self._tracker.add_vote(vote, self)
+                sql.save_vote_result(self._db, vote, result)
+                if self._tracker.finalized != before:
+                    self._choose_head()
+        except BaseException:
+            self._load_tracker()
+            raise
+        return result
+
+    @property
+    def finality(self) -> FinalityTracker | None:
+        """The finality tracker (committed and finalized checkpoints, evidence), if any."""
+        return self._tracker
+
+    def finalized(self) -> Block:
+        """The last finalized block (the genesis without a finality rule)."""
+        return self._need(self._root().hash)
+
+    # ------------------------------------------------------------ queries
+
+    def get(self, block_hash: bytes) -> Block | None:
+        row = self._db.execute("SELECT body FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
+        return None if row is None else decode_as(row[0], Block, strict=False)
+
+    def _need(self, block_hash: bytes) -> Block:
+        block = self.get(block_hash)
+        if block is None:
+            raise KeyError(f"block {short(block_hash)} is not stored in {self.db_path}")
+        return block
+
+    def __contains__(self, block_hash: object) -> bool:
+        return self.height_of(block_hash) is not None  # type: ignore[arg-type]
+
+    def height_of(self, block_hash: bytes) -> int | None:
+        row = self._db.execute(
+            "SELECT height FROM blocks WHERE hash = ?", (block_hash,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def head_hash(self) -> bytes:
+        head = sql.get_meta(self._db, "head")
+        if head is None:
+            raise ChainStoreError(f"{self.db_path} is empty; append the genesis block first")
+        return head
+
+    def head(self) -> Block:
+        return self._need(self.head_hash())
+
+    def genesis(self) -> Block:
+        block = self.at_height(0)
+        if block is None:
+            raise ChainStoreError(f"{self.db_path} is empty; append the genesis block first")
+        return block
+
+    def at_height(self, height: int) -> Block | None:
+        """The canonical chain's block at ``height``, or None above the head."""
+        row = self._db.execute(
+            "SELECT b.body FROM canonical c JOIN blocks b ON b.hash = c.hash WHERE c.height = ?",
+            (height,),
+        ).fetchone()
+        return None if row is None else decode_as(row[0], Block, strict=False)
+
+    def canonical_chain(self) -> Iterator[Block]:
+        """The canonical chain, genesis to head, read from disk as it is iterated."""
+        top = self.height_of(self.head_hash()) if sql.get_meta(self._db, "head") else -1
+        for height in range(top + 1):
+            block = self.at_height(height)
+            if block is not None:
+                yield block
+
+    def block_count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0]
+
+    def children(self, block_hash: bytes) -> list[Block]:
+        """Stored blocks whose parent is ``block_hash``, by hash."""
+        rows = self._db.execute(
+            "SELECT body FROM blocks WHERE parent = ? ORDER BY hash", (block_hash,)
+        ).fetchall()
+        return [decode_as(r[0], Block, strict=False) for r in rows]
+
+    def ancestors(self, block_hash: bytes, limit: int) -> list[Block]:
+        """Up to ``limit`` ancestors of the block, parent first (the block excluded)."""
+        out: list[Block] = []
+        block = self._need(block_hash)
+        while len(out) < limit and block.height > 0:
+            block = self._need(block.parent)
+            out.append(block)
+        return out
+
+    def ancestor_at(self, block_hash: bytes, height: int) -> bytes | None:
+        """The hash of the block's ancestor (or itself) at ``height``; None if unknown."""
+        return sql.ancestor_at(self._db, block_hash, height)
+
+    def is_ancestor(self, ancestor: bytes, descendant: bytes) -> bool:
+        """Whether ``ancestor`` is ``descendant`` or lies below it on its chain."""
+        height = self.height_of(ancestor)
+        return height is not None and self.ancestor_at(descendant, height) == ancestor
+
+    def path(self, from_hash: bytes, to_hash: bytes) -> list[Block]:
+        """The blocks after ``from_hash`` up to and including ``to_hash``, oldest first.
+
+        ``from_hash`` must be ``to_hash`` (empty path) or one of its ancestors.
+        """
+        if not self.is_ancestor(from_hash, to_hash):
+            raise ValueError(
+                f"no path from {short(from_hash)} to {short(to_hash)}: the first must be a "
+                "stored ancestor of the second"
+            )
+        steps = self._need(to_hash).height - self._need(from_hash).height
+        if steps == 0:
+            return []
+        return [*reversed(self.ancestors(to_hash, steps - 1)), self._need(to_hash)]
+
+    def transaction(self, tx_id: bytes) -> tuple[Transaction, bytes] | None:
+        """The transaction with id ``tx_id`` and the hash of a block holding it (a block
+        on the canonical chain when there is one, else the lowest fork block)."""
+        row = self._db.execute(
+            "SELECT t.block, t.idx FROM txs t JOIN blocks b ON b.hash = t.block "
+            "LEFT JOIN canonical c ON c.height = b.height AND c.hash = b.hash "
+            "WHERE t.id = ? ORDER BY c.hash IS NULL, b.height, b.hash LIMIT 1",
+            (tx_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return self._need(row[0]).transactions[row[1]], row[0]
+
+    def __repr__(self) -> str:
+        return f"ChainStore({str(self.db_path)!r})"
+
+
+class _Transaction:
+    """``with``: BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
