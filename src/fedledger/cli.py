@@ -106,7 +106,7 @@ def list_components() -> None:
         table.add_column("summary")
         for comp in registry:
             fields = ", ".join(
-                f"{n}={f.default!r}" if not f.is_required() else n
+                n if f.is_required() else f"{n}={f.get_default(call_default_factory=True)!r}"
                 for n, f in comp.params.model_fields.items()
             )
             table.add_row(comp.name, fields or "-", comp.summary)

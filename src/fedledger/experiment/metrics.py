@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -97,29 +97,35 @@ class MetricsRecorder:
             self.on_row(row)
 
     def final_rows(self) -> list[ModelRow]:
-        """Each node's last measured model."""
-        last: dict[NodeId, ModelRow] = {}
-        for row in self.rows:
-            if row.node not in last or row.step >= last[row.node].step:
-                last[row.node] = row
-        return [last[n] for n in sorted(last)]
+        return final_rows(self.rows)
 
-    def write(self, run_dir: Path) -> None:
-        with (run_dir / "metrics.csv").open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(CSV_FIELDS)
-            for r in self.rows:
-                writer.writerow(
-                    [
-                        r.node,
-                        r.role,
-                        int(r.honest),
-                        r.step,
-                        f"{r.time:.6f}",
-                        f"{r.accuracy:.6f}",
-                        f"{r.loss:.6f}",
-                    ]
-                )
-        with (run_dir / "metrics.jsonl").open("w") as fh:
-            for m in self.metrics:
-                fh.write(json.dumps(asdict(m), sort_keys=True) + "\n")
+
+def final_rows(rows: Sequence[ModelRow]) -> list[ModelRow]:
+    """Each node's last measured model."""
+    last: dict[NodeId, ModelRow] = {}
+    for row in rows:
+        if row.node not in last or row.step >= last[row.node].step:
+            last[row.node] = row
+    return [last[n] for n in sorted(last)]
+
+
+def write_metrics(run_dir: Path, rows: Sequence[ModelRow], metrics: Sequence[MetricRow]) -> None:
+    """``metrics.csv`` (measured models) and ``metrics.jsonl`` (emitted metrics)."""
+    with (run_dir / "metrics.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_FIELDS)
+        for r in rows:
+            writer.writerow(
+                [
+                    r.node,
+                    r.role,
+                    int(r.honest),
+                    r.step,
+                    f"{r.time:.6f}",
+                    f"{r.accuracy:.6f}",
+                    f"{r.loss:.6f}",
+                ]
+            )
+    with (run_dir / "metrics.jsonl").open("w") as fh:
+        for m in metrics:
+            fh.write(json.dumps(asdict(m), sort_keys=True) + "\n")

@@ -1,0 +1,206 @@
+"""Building an experiment from its config: the protocol, its nodes and their roles,
+the partitioned data, the learner, the job runner and (for chain-keeping protocols) each
+node's keys, ledger and blob store.
+
+The simulator builds every node; a real node process builds the same experiment and
+takes only its own node (``only=``), so both hosts run identical protocol objects on
+identical data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fedledger.errors import ConfigError
+from fedledger.experiment.config import ExperimentConfig, to_yaml
+from fedledger.learning.attacks.base import Attack
+from fedledger.learning.data import FederatedData, prepare_federated_data
+from fedledger.learning.partition import make_partitioner
+from fedledger.learning.train import Learner
+from fedledger.plugins import registries
+from fedledger.protocols.base import (
+    NodePlan,
+    NodeSetup,
+    Protocol,
+    ProtocolNode,
+    TrainSettings,
+)
+from fedledger.protocols.services import NodeServices
+from fedledger.runtime.jobs import JobRunner, NodeLearning
+from fedledger.runtime.services import make_genesis, node_keys, open_node_services
+
+
+@dataclass(frozen=True)
+class NodeRole:
+    """Who a node is in an experiment: its plan, and its misbehaviour if any."""
+
+    plan: NodePlan
+    attack: Attack | None = None
+    faults: tuple[str, ...] = ()
+
+    @property
+    def honest(self) -> bool:
+        return self.attack is None and not self.faults
+
+
+@dataclass
+class Experiment:
+    """Everything a host needs to run an experiment's nodes.
+
+    nodes: the protocol state machines built (all, or only the one asked for);
+    services: their ledgers and blob stores (chain-keeping protocols), to be closed with
+    :meth:`close`.
+    """
+
+    config: ExperimentConfig
+    protocol: Protocol
+    plans: list[NodePlan]
+    roles: list[NodeRole]
+    data: FederatedData
+    learner: Learner
+    jobs: JobRunner
+    nodes: dict[str, ProtocolNode]
+    services: dict[str, NodeServices]
+
+    def role(self, node_id: str) -> NodeRole:
+        for r in self.roles:
+            if r.plan.node_id == node_id:
+                return r
+        raise KeyError(node_id)
+
+    def close(self) -> None:
+        for svc in self.services.values():
+            svc.ledger.close()
+
+
+def build_protocol(config: ExperimentConfig) -> Protocol:
+    comp = registries()["protocol"].get(config.protocol.name, "protocol.name")
+    params = registries()["protocol"].params(
+        config.protocol.name, config.protocol.params, "protocol"
+    )
+    return comp.factory(params)
+
+
+def assign_roles(
+    config: ExperimentConfig, plans: list[NodePlan], protocol: Protocol
+) -> list[NodeRole]:
+    """Attach each malicious group's attack and faults to its nodes."""
+    attacks = registries()["attack"]
+    by_id = {p.node_id: p for p in plans}
+    candidates = [p.node_id for p in plans if p.holds_data]
+    rng = np.random.default_rng([config.seed, 11])
+    taken: dict[str, tuple[Attack | None, tuple[str, ...]]] = {}
+    for i, group in enumerate(config.nodes.malicious):
+        where = f"nodes.malicious.{i}"
+        unknown = [f for f in group.faults if f not in protocol.faults]
+        if unknown:
+            allowed = ", ".join(protocol.faults) or "(none)"
+            raise ConfigError(
+                f"{where}.faults", f"unknown faults {unknown}; {protocol.name} knows: {allowed}"
+            )
+        if group.ids:
+            missing = [n for n in group.ids if n not in by_id]
+            if missing:
+                raise ConfigError(
+                    f"{where}.ids", f"no such nodes {missing}; nodes are {sorted(by_id)}"
+                )
+            chosen = list(group.ids)
+        else:
+            free = [n for n in candidates if n not in taken]
+            if group.count > len(free):
+                raise ConfigError(
+                    f"{where}.count", f"{group.count} malicious nodes asked, {len(free)} available"
+                )
+            chosen = sorted(free[j] for j in rng.choice(len(free), group.count, replace=False))
+        for node_id in chosen:
+            attack = None
+            if group.attack is not None:
+                attack = attacks.build(group.attack.name, group.attack.params, f"{where}.attack")
+            taken[node_id] = (attack, tuple(group.faults))
+    return [NodeRole(p, *taken.get(p.node_id, (None, ()))) for p in plans]
+
+
+def prepare_data(config: ExperimentConfig, num_holders: int) -> FederatedData:
+    reg = registries()
+    spec = config.data.dataset
+    source = reg["dataset"].build(spec.name, spec.params, "data.dataset")
+    part = config.data.partition
+    partitioner = make_partitioner(part.name, part.params, where="data.partition")
+    return prepare_federated_data(
+        source,
+        num_holders,
+        partitioner,
+        test_fraction=config.data.test_fraction,
+        val_fraction=config.data.val_fraction,
+        seed=config.seed,
+    )
+
+
+def open_services(
+    protocol: Protocol,
+    plans: list[NodePlan],
+    wanted: list[NodePlan],
+    config: ExperimentConfig,
+    run_dir: Path,
+) -> dict[str, NodeServices]:
+    """Keys of all nodes, the shared genesis block, and the ``wanted`` nodes' ledgers and
+    blob stores under ``run_dir/nodes/<id>/``."""
+    keys = node_keys(plans, config.seed)
+    genesis = make_genesis(keys, to_yaml(config))
+    members = tuple(keys[n].address for n in sorted(keys))
+    fork_choice, finality = protocol.ledger_rules(members)
+    return {
+        p.node_id: open_node_services(
+            p.node_id, run_dir / "nodes" / p.node_id, keys, genesis, fork_choice, finality
+        )
+        for p in wanted
+    }
+
+
+def build_experiment(
+    config: ExperimentConfig, run_dir: Path, only: str | None = None
+) -> Experiment:
+    """Build the experiment; with ``only``, create just that node (and its services)."""
+    protocol = build_protocol(config)
+    plans = list(protocol.plan(config.nodes.count, config.seed))
+    if only is not None and only not in {p.node_id for p in plans}:
+        raise ConfigError("node", f"no node {only!r}; nodes are {[p.node_id for p in plans]}")
+    roles = assign_roles(config, plans, protocol)
+    holders = [r for r in roles if r.plan.holds_data]
+    data = prepare_data(config, len(holders))
+    model = config.model
+    learner = Learner(model.name, model.params, data.test.x.shape[1:], data.test.num_classes)
+    initial = learner.init_weights(config.seed)
+    num_attackers = max(1, sum(1 for r in holders if r.attack is not None))
+    learning = {
+        r.plan.node_id: NodeLearning(node_data, r.attack, num_attackers)
+        for r, node_data in zip(holders, data.nodes, strict=True)
+        if only is None or r.plan.node_id == only
+    }
+    jobs = JobRunner(learner, learning, config.seed)
+    settings = TrainSettings(**config.train.model_dump())
+    wanted = [p for p in plans if only is None or p.node_id == only]
+    services = (
+        open_services(protocol, plans, wanted, config, run_dir) if protocol.uses_ledger else {}
+    )
+    nodes = {}
+    for r in roles:
+        if only is not None and r.plan.node_id != only:
+            continue
+        setup = NodeSetup(
+            plan=r.plan,
+            all_nodes=tuple(plans),
+            seed=config.seed,
+            train=settings,
+            initial_weights=initial,
+            num_train_samples=jobs.num_samples(r.plan.node_id),
+            params=protocol.params,
+            rounds=config.rounds,
+            faults=r.faults,
+            services=services.get(r.plan.node_id),
+        )
+        nodes[r.plan.node_id] = protocol.create_node(setup)
+    return Experiment(config, protocol, plans, roles, data, learner, jobs, nodes, services)
