@@ -42,7 +42,7 @@ def format_validation_error(where: str, err: ValidationError) -> str:
         key = f"{where}.{loc}" if where and loc else (where or loc)
         got = item.get("input")
         got_text = "" if item["type"] == "missing" else f" (got {got!r})"
-        lines.append(f"{key}: {item['msg']}{got_text}")
+        lines.append(f"{key}: {item['msg']}{got_text}" if key else f"{item['msg']}{got_text}")
     return "; ".join(lines)
 
 

@@ -1,11 +1,11 @@
 """Aggregation rules; importing this package registers them in ``AGGREGATORS``.
 
 basic: FedAvg, sample-weighted FedAvg, and the DFL paper's HalfFedAvg and
-reputation-weighted rules. The robust family (robust_*.py) is registered by the imports
-the lead adds below.
+reputation-weighted rules. robust: Krum, Multi-Krum, Bulyan, coordinate median, trimmed
+mean, centred clipping, geometric median and FLTrust.
 """
 
-from fedledger.learning.aggregate import basic
+from fedledger.learning.aggregate import basic, robust
 from fedledger.learning.aggregate.base import (
     AGGREGATORS,
     AggregationContext,
@@ -22,5 +22,6 @@ __all__ = [
     "Aggregator",
     "Update",
     "basic",
+    "robust",
     "stack",
 ]
