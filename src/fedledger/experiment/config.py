@@ -96,6 +96,9 @@ class NetworkConfig(Strict):
     loss: float = Field(0.0, ge=0.0, lt=1.0)
     links: tuple[LinkConfig, ...] = ()
     partitions: tuple[PartitionWindow, ...] = ()
+    encode: bool = Field(
+        False, description="push every message through the canonical codec (exact sizes)"
+    )
 
 
 class ComputeConfig(Strict):

@@ -90,12 +90,22 @@ def run_experiment(
         seed=config.seed,
         max_time=config.max_time,
         blobs={node_id: svc.blobs for node_id, svc in exp.services.items()},
+        meters=exp.meters,
+        encode_messages=config.network.encode,
     )
     try:
         stats = sim.run()
     finally:
         exp.close()
     recorder.finish()
+    cpu_total: dict[str, float] = {}
+    for node_id, activities in stats.cpu.items():
+        for activity, seconds in sorted(activities.items()):
+            tags = {"activity": activity}
+            recorder.metrics.append(
+                MetricRow(node_id, "cpu_seconds", 0, stats.virtual_time, seconds, tags)
+            )
+            cpu_total[activity] = cpu_total.get(activity, 0.0) + seconds
     counters = {
         "virtual_seconds": round(stats.virtual_time, 6),
         "events": stats.events,
@@ -104,6 +114,7 @@ def run_experiment(
         "bytes_sent": int(sum(stats.bytes_sent.values())),
         "jobs": stats.jobs,
         "nodes_halted": stats.halted,
+        "cpu_seconds": {a: round(v, 4) for a, v in sorted(cpu_total.items())},
     }
     summary = finish_run(
         config, run_dir, exp.roles, recorder.rows, recorder.metrics, counters, started

@@ -28,6 +28,7 @@ from fedledger.protocols.base import (
     ProtocolNode,
     TrainSettings,
 )
+from fedledger.protocols.meter import CpuMeter
 from fedledger.protocols.services import NodeServices
 from fedledger.runtime.jobs import JobRunner, NodeLearning
 from fedledger.runtime.services import make_genesis, node_keys, open_node_services
@@ -51,6 +52,7 @@ class Experiment:
     """Everything a host needs to run an experiment's nodes.
 
     nodes: the protocol state machines built (all, or only the one asked for);
+    meters: each built node's CPU meter (``NodeSetup.meter``);
     services: their ledgers and blob stores (chain-keeping protocols), to be closed with
     :meth:`close`.
     """
@@ -64,6 +66,7 @@ class Experiment:
     jobs: JobRunner
     nodes: dict[str, ProtocolNode]
     services: dict[str, NodeServices]
+    meters: dict[str, CpuMeter]
 
     def role(self, node_id: str) -> NodeRole:
         for r in self.roles:
@@ -187,6 +190,7 @@ def build_experiment(
         open_services(protocol, plans, wanted, config, run_dir) if protocol.uses_ledger else {}
     )
     nodes = {}
+    meters: dict[str, CpuMeter] = {}
     for r in roles:
         if only is not None and r.plan.node_id != only:
             continue
@@ -201,6 +205,7 @@ def build_experiment(
             rounds=config.rounds,
             faults=r.faults,
             services=services.get(r.plan.node_id),
+            meter=meters.setdefault(r.plan.node_id, CpuMeter()),
         )
         nodes[r.plan.node_id] = protocol.create_node(setup)
-    return Experiment(config, protocol, plans, roles, data, learner, jobs, nodes, services)
+    return Experiment(config, protocol, plans, roles, data, learner, jobs, nodes, services, meters)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel
 
+from fedledger.protocols.meter import NULL_METER, Meter
 from fedledger.registry import Registry
 
 if TYPE_CHECKING:
@@ -275,6 +276,8 @@ class NodeSetup:
         still sans-IO. None for protocols that keep no chain.
     faults: protocol-level misbehaviours switched on for this node (e.g. "flip_votes");
         learning attacks are applied by the host around jobs and are not seen here.
+    meter: where to attribute CPU time (``with setup.meter.section("blockchain"):``);
+        an observer only, never read by the protocol.
     """
 
     plan: NodePlan
@@ -287,6 +290,7 @@ class NodeSetup:
     rounds: int
     faults: tuple[str, ...] = ()
     services: NodeServices | None = None
+    meter: Meter = NULL_METER
 
     @property
     def node_id(self) -> NodeId:

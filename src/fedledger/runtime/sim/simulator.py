@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from fedledger.codec import decode, encode
 from fedledger.errors import FedledgerError
 from fedledger.protocols.base import (
     BlobReceived,
@@ -46,6 +47,7 @@ from fedledger.protocols.base import (
     TrainJob,
     wire_size,
 )
+from fedledger.protocols.meter import CpuMeter
 from fedledger.runtime.sim.compute import ComputeModel
 from fedledger.runtime.sim.network import NetworkModel
 
@@ -70,6 +72,7 @@ class SimStats:
     virtual_time: float = 0.0
     wall_seconds: float = 0.0
     halted: int = 0
+    cpu: dict[NodeId, dict[str, float]] = field(default_factory=dict)  # node -> activity -> s
 
 
 @dataclass(frozen=True)
@@ -100,9 +103,13 @@ class Simulator:
         seed: int = 0,
         max_time: float | None = None,
         blobs: Mapping[NodeId, BlobStore] | None = None,
+        meters: Mapping[NodeId, CpuMeter] | None = None,
+        encode_messages: bool = False,
     ) -> None:
         self.nodes = dict(nodes)
         self.blobs = dict(blobs or {})
+        self.meters = {n: (meters or {}).get(n) or CpuMeter() for n in self.nodes}
+        self.encode_messages = encode_messages
         self.peers = dict(peers)
         self.jobs = jobs
         self.network = network
@@ -139,6 +146,7 @@ class Simulator:
                 self._dispatch(node_id, event)
         self.stats.virtual_time = self._now
         self.stats.halted = len(self._halted)
+        self.stats.cpu = {n: dict(m.seconds) for n, m in sorted(self.meters.items())}
         self.stats.wall_seconds = wallclock.perf_counter() - started
         return self.stats
 
@@ -162,12 +170,16 @@ class Simulator:
 
     def _dispatch(self, node_id: NodeId, event: Event) -> None:
         self.stats.events += 1
+        meter = self.meters[node_id]
+        started, inside = wallclock.process_time(), meter.measured
         try:
             effects = self.nodes[node_id].handle(event)
         except Exception as exc:
             raise SimulationError(
                 f"node {node_id} failed on {type(event).__name__} at t={self._now:.6f}: {exc!r}"
             ) from exc
+        elapsed = wallclock.process_time() - started
+        meter.add("protocol", elapsed - (meter.measured - inside))
         for effect in effects:
             self._execute(node_id, effect)
 
@@ -205,7 +217,14 @@ class Simulator:
     def _send(self, sender: NodeId, to: NodeId, message: Any) -> None:
         if to not in self.nodes:
             raise SimulationError(f"node {sender} sent to unknown node {to!r}")
-        size = wire_size(message)
+        started = wallclock.process_time()
+        if self.encode_messages:
+            data = encode(message)
+            size = len(data)
+            message = decode(data)  # the receiver gets its own decoded copy, as over TCP
+        else:
+            size = wire_size(message)
+        self.meters[sender].add("network", wallclock.process_time() - started)
         self.stats.messages_sent += 1
         self.stats.bytes_sent[sender] += size
         arrival = self.network.transmit(sender, to, size, self._now)
@@ -262,7 +281,10 @@ class Simulator:
             for other in self._pending_by_tag.pop(job.tag, []):
                 self._early[(other.node_id, other.job_id)] = self._compute(other)
             honest = tuple(self._honest_by_tag.get(job.tag, []))
-            return self.jobs.run(pending.node_id, job, honest=lambda _tag: honest)
+            started = wallclock.process_time()
+            result = self.jobs.run(pending.node_id, job, honest=lambda _tag: honest)
+            self.meters[pending.node_id].add("ml", wallclock.process_time() - started)
+            return result
         return self._compute(pending)
 
     def _compute(self, pending: _PendingJob) -> JobResult:
@@ -271,7 +293,9 @@ class Simulator:
             tagged = self._pending_by_tag.get(job.tag)
             if tagged and pending in tagged:
                 tagged.remove(pending)
+        started = wallclock.process_time()
         result = self.jobs.run(pending.node_id, job)
+        self.meters[pending.node_id].add("ml", wallclock.process_time() - started)
         if (
             self._track_honest
             and isinstance(job, TrainJob)
