@@ -120,7 +120,9 @@ def chain_verify(
 ) -> None:
     """Verify every ledger under PATH: signatures, ids, links, Merkle roots, finality, blobs."""
     from fedledger.ledger.audit import audit_path
+    from fedledger.plugins import registries
 
+    registries()  # protocols register the record types their blocks hold
     try:
         report = audit_path(path)
     except FedledgerError as exc:
@@ -132,6 +134,192 @@ def chain_verify(
     else:
         err_console.print(f"[bold red]FAILED[/]: {report.describe()}", highlight=False)
     raise typer.Exit(code=0 if report.ok else 1)
+
+
+# ---------------------------------------------------------------- real network
+
+
+@app.command()
+def node(
+    config: Annotated[Path, typer.Option("--config", help="experiment YAML file")],
+    node_id: Annotated[str, typer.Option("--node", help="this node's id, e.g. server or c003")],
+    listen: Annotated[str, typer.Option(help="HOST:PORT to accept peers on")],
+    data_dir: Annotated[
+        Path, typer.Option(help="root of this node's state: DIR/nodes/<id>/ (ledger, blobs, ...)")
+    ],
+    peers: Annotated[str, typer.Option(help="HOST:PORT,... of the peers this node dials")] = "",
+    override: Annotated[
+        list[str] | None,
+        typer.Option("-o", "--override", help="key.path=value (repeatable); same on every node"),
+    ] = None,
+    key: Annotated[
+        Path | None, typer.Option(help="PEM private key file of this node (fedledger.crypto)")
+    ] = None,
+    max_frame: Annotated[
+        int | None, typer.Option(help="largest frame in bytes (default: from the model size)")
+    ] = None,
+    queue_size: Annotated[int, typer.Option(help="messages queued per peer")] = 256,
+    start_wait: Annotated[
+        float, typer.Option(help="seconds to wait for the protocol's peers before starting")
+    ] = 60.0,
+    idle_timeout: Annotated[
+        float, typer.Option(help="seconds of silence before a connection is dropped")
+    ] = 10.0,
+    threads: Annotated[int, typer.Option(help="torch threads for jobs")] = 1,
+    exit_with_parent: Annotated[
+        bool, typer.Option(help="stop when the launching process dies (localnet)")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+) -> None:
+    """Run one node of an experiment as a real process on TCP (see docs/network.md)."""
+    import asyncio
+    import logging
+    import os
+    import sys
+
+    import torch
+
+    from fedledger.experiment.config import load_config
+    from fedledger.runtime.node.host import NodeHost
+    from fedledger.runtime.node.options import NodeOptions
+    from fedledger.runtime.node.settings import NetSettings, parse_address
+
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise _fail(ValueError(f"--log-level {log_level!r}: allowed DEBUG, INFO, WARNING, ERROR"))
+    logging.basicConfig(
+        level=level, format=f"%(asctime)s {node_id} %(name)s %(levelname)s %(message)s"
+    )
+    torch.set_num_threads(max(1, threads))
+    try:
+        cfg = load_config(config, tuple(override or ()))
+        options = NodeOptions(
+            config=cfg,
+            node_id=node_id,
+            data_dir=data_dir,
+            listen=parse_address(listen),
+            peers=tuple(parse_address(p) for p in peers.split(",") if p.strip()),
+            net=NetSettings(
+                queue_size=queue_size, start_wait=start_wait, idle_timeout=idle_timeout
+            ),
+            key_file=key,
+            exit_with_parent=exit_with_parent,
+            max_frame=max_frame,
+        )
+        host = NodeHost(options)
+    except (FedledgerError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    if exit_with_parent:
+        _die_with_parent()
+    code = asyncio.run(host.run())
+    # Everything is written and closed; do not wait for a training job still running in
+    # the worker thread (the interpreter would join it before exiting).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """Linux: ask the kernel for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+
+
+@app.command()
+def localnet(
+    config: Annotated[Path, typer.Argument(help="experiment YAML file")],
+    nodes: Annotated[
+        int | None, typer.Option(help="data-holding nodes (nodes.count); vanilla adds a server")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="run directory (default runs/<name>-<time>)")
+    ] = None,
+    override: Annotated[
+        list[str] | None,
+        typer.Option("-o", "--override", help="key.path=value, e.g. -o rounds=5 (repeatable)"),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="seconds before the whole run is stopped")] = 900.0,
+    grace: Annotated[
+        float, typer.Option(help="seconds the others get after the first node halts")
+    ] = 20.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress view")] = False,
+) -> None:
+    """Run an experiment as one process per node on 127.0.0.1 and write its run directory."""
+    from rich.live import Live
+
+    from fedledger.runtime.node.localnet import Localnet, run_localnet
+
+    overrides = tuple(override or ())
+    if nodes is not None:
+        overrides += (f"nodes.count={nodes}",)
+    started = time.perf_counter()
+    try:
+        net = Localnet(config, overrides, out, timeout=timeout, grace=grace)
+    except (FedledgerError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    with Live(console=console, refresh_per_second=4, transient=True) as live:
+
+        def on_tick(n: Localnet) -> None:
+            if not quiet:
+                live.update(_localnet_table(n))
+
+        result = run_localnet(net, on_tick)
+    summary = result.summary
+    table = Table(title=f"fedledger localnet: {summary['name']}", show_header=False, min_width=50)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    acc = summary["final_accuracy"]
+    crashed = {n: c for n, c in result.exit_codes.items() if c not in (0, None)}
+    for key, value in (
+        ("protocol", summary["protocol"]),
+        ("nodes (processes)", f"{summary['nodes']} ({len(crashed)} exited with an error)"),
+        ("rounds / last step", f"{summary['rounds']} / {summary['last_step']}"),
+        ("final accuracy (honest mean)", "n/a" if acc is None else f"{acc:.4f}"),
+        ("network time to halt", f"{summary['virtual_seconds']:.2f} s"),
+        ("wall time", f"{time.perf_counter() - started:.2f} s"),
+        ("messages / bytes sent", f"{summary['messages']} / {summary['bytes_sent'] / 1e6:.2f} MB"),
+        ("dropped (by reason)", json.dumps(summary["drops"]) if summary["drops"] else "0"),
+        ("run directory", str(result.run_dir)),
+    ):
+        table.add_row(key, value)
+    console.print(table)
+    if result.interrupted:
+        raise typer.Exit(code=130)
+    if crashed or summary["nodes_halted"] == 0:
+        raise typer.Exit(code=1)
+
+
+def _localnet_table(net: object) -> Table:
+    views = net.views()  # type: ignore[attr-defined]
+    rounds = net.config.rounds  # type: ignore[attr-defined]
+    step = max((v.step for v in views), default=0)
+    table = Table(title=f"localnet: step {step}/{rounds}", title_justify="left")
+    names = ("node", "role", "state", "step", "accuracy", "peers", "sent", "received", "dropped")
+    for name in names:
+        table.add_column(name, justify="left" if name in ("node", "role", "state") else "right")
+    for v in views:
+        acc = "" if v.accuracy is None else f"{v.accuracy:.3f}"
+        table.add_row(
+            v.node_id,
+            v.role,
+            v.state,
+            str(v.step),
+            acc,
+            str(v.connected),
+            f"{v.sent / 1e6:.2f} MB",
+            f"{v.received / 1e6:.2f} MB",
+            str(v.dropped),
+        )
+    return table
 
 
 def main() -> None:

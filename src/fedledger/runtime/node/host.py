@@ -1,0 +1,372 @@
+"""One protocol node in its own process: the wall clock, asyncio TCP, a job thread.
+
+The host builds the experiment exactly as the simulator does (``build_experiment(config,
+data_dir, only=node_id)``: same data share, learner, attack, keys, ledger) and executes
+the node's effects the way the simulator does: ``Send``/``Broadcast`` (to the plan's
+peers) through the transport; ``SetTimer`` replaces a timer of the same key;
+``RunJob`` and model measurement run in one worker thread so the event loop keeps
+answering peers; ``FetchBlob`` fetches in chunks and answers ``BlobReceived``; ``Halt``
+flushes the outboxes and ends the process. Every event carries the wall seconds since
+the process started. A protocol handler that raises is logged and counted, and the node
+carries on (it never crashes on what a peer sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from fedledger.experiment.metrics import MetricRow, MetricsRecorder
+from fedledger.experiment.setup import build_experiment
+from fedledger.ledger.verify import Verifier
+from fedledger.protocols.base import (
+    BlobReceived,
+    Broadcast,
+    CancelTimer,
+    EmitMetric,
+    Event,
+    FetchBlob,
+    Halt,
+    JobFinished,
+    Message,
+    MessageReceived,
+    ReportModel,
+    RunJob,
+    Send,
+    SetTimer,
+    Start,
+    TimerFired,
+)
+from fedledger.runtime.node.blobs_fetch import fetch_blob, serve_blob
+from fedledger.runtime.node.framing import NetCounters
+from fedledger.runtime.node.handshake import Identity
+from fedledger.runtime.node.journal import Journal
+from fedledger.runtime.node.options import NodeOptions, default_max_frame, network_text, own_key
+from fedledger.runtime.node.rpc import Rpc
+from fedledger.runtime.node.sync import catch_up, serve_blocks
+from fedledger.runtime.node.transport import Transport
+from fedledger.runtime.node.wire import (
+    BlobReply,
+    BlobRequest,
+    BlocksReply,
+    BlocksRequest,
+    network_digest,
+)
+from fedledger.runtime.services import node_keys
+
+log = logging.getLogger(__name__)
+
+
+class NodeHost:
+    def __init__(self, options: NodeOptions) -> None:
+        self.options = options
+        config = options.config
+        self.node_id = options.node_id
+        self.exp = build_experiment(config, options.data_dir, only=self.node_id)
+        self.node = self.exp.nodes[self.node_id]
+        self.role = self.exp.role(self.node_id)
+        self.plan = self.role.plan
+        self.services = self.exp.services.get(self.node_id)
+        self.dir = options.data_dir / "nodes" / self.node_id
+        keys = node_keys(self.exp.plans, config.seed)
+        key = keys[self.node_id]
+        if options.key_file is not None:
+            key = own_key(options.key_file, key, self.node_id)
+        members = {n: k.public for n, k in keys.items()}
+        genesis = self.services.genesis.hash if self.services is not None else b""
+        network = network_digest(network_text(config), genesis)
+        self.identity = Identity(self.node_id, key, network, members)
+        self.net = options.net
+        if options.max_frame is None:
+            self.net = replace(options.net, max_frame=default_max_frame(self.node.setup))
+        elif options.max_frame != options.net.max_frame:
+            self.net = replace(options.net, max_frame=options.max_frame)
+        self.counters = NetCounters()
+        self.journal = Journal(self.dir)
+        test = self.exp.data.test
+        self.recorder = MetricsRecorder(
+            evaluate=lambda w: self.exp.learner.evaluate(
+                w, test.x, test.y, batch_size=config.eval.batch_size
+            ),
+            roles={self.node_id: self.plan.role},
+            honest={self.node_id: self.role.honest},
+            every=config.eval.every,
+            on_row=self.journal.model,
+        )
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix=f"jobs-{self.node_id}")
+        self.state = "starting"
+        self.port = 0
+        self.handler_errors = 0
+        self.jobs = 0
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._early: list[tuple[str, Message]] = []
+        self._started = False
+        self._fetches: set[asyncio.Task[None]] = set()
+        self._t0 = 0.0
+
+    # ------------------------------------------------------------ life
+
+    async def run(self) -> int:
+        """Run until the protocol halts or a signal arrives; return the exit code."""
+        loop = asyncio.get_running_loop()
+        self._t0 = loop.time()
+        self.transport = Transport(self.identity, self.net, self.counters)
+        self.rpc = Rpc(self.transport)
+        self._halted = asyncio.Event()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        parent = os.getppid()
+        host, port = self.options.listen
+        self.port = await self.transport.listen(host, port)
+        for address in self.options.peers:
+            self.transport.dial(*address)
+        tasks = [
+            asyncio.create_task(self._pump()),
+            asyncio.create_task(self._status_loop(parent, stop)),
+        ]
+        self.journal.write(
+            "start", {"time": 0.0, "epoch": time.time(), "pid": os.getpid(), "port": self.port}
+        )
+        log.info("node %s listening on %s:%d", self.node_id, host, self.port)
+        main = asyncio.create_task(self._main())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([main, stopper], return_when=asyncio.FIRST_COMPLETED)
+        halted = main.done() and not main.cancelled() and main.exception() is None
+        if not halted:
+            main.cancel()
+            self.state = "stopped"
+            log.info("node %s stopping on a signal", self.node_id)
+        stopper.cancel()
+        await self._shutdown(tasks)
+        if main.done() and not main.cancelled() and main.exception() is not None:
+            log.error("node %s failed", self.node_id, exc_info=main.exception())
+            return 1
+        return 0
+
+    async def _main(self) -> None:
+        await self._wait_for_peers()
+        if self.services is not None:
+            self.state = "syncing"
+            await self._sync()
+        self.state = "running"
+        self._started = True
+        self._dispatch(Start(self._now()))
+        for peer, message in self._early:
+            self._dispatch(MessageReceived(self._now(), peer, message))
+        self._early.clear()
+        await self._halted.wait()
+        self.state = "draining"
+        await self.transport.drain(self.net.drain_timeout)
+        await asyncio.get_running_loop().run_in_executor(self.worker, self.recorder.finish)
+        self.state = "halted"
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self.worker.shutdown(wait=False, cancel_futures=True)
+        self.journal.write(
+            "halt" if self.state == "halted" else "stop",
+            {"time": self._now(), "pid": os.getpid(), "handler_errors": self.handler_errors},
+        )
+        self.journal.write("transport", {"time": self._now(), **self.counters.as_dict()})
+        self._write_status()
+        await self.transport.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.exp.close()  # the ledger (the job thread never touches it)
+
+    async def _wait_for_peers(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.net.start_wait
+        wanted = set(self.plan.peers)
+        while loop.time() < deadline and not wanted <= set(self.transport.connected()):
+            await asyncio.sleep(0.05)
+        missing = sorted(wanted - set(self.transport.connected()))
+        if missing:
+            log.warning("starting without %s (not connected)", missing)
+
+    async def _sync(self) -> None:
+        svc = self.services
+        assert svc is not None
+        settings = self.net
+
+        async def ask_blocks(peer: str, start: int, limit: int) -> BlocksReply | None:
+            request = BlocksRequest(0, start, limit)
+            return await self.rpc.request(peer, request, BlocksReply, settings.request_timeout)
+
+        async def ask_blob(peer: str, cid: str) -> bytes | None:
+            return await self._fetch(peer, cid)
+
+        verifier = Verifier(svc.directory)
+        report = await catch_up(
+            svc.ledger, svc.blobs, verifier, self.transport.connected(), ask_blocks, ask_blob
+        )
+        self.journal.write(
+            "sync",
+            {
+                "time": self._now(),
+                "appended": report.appended,
+                "blobs": report.blobs,
+                "refused": report.refused,
+                "peers": report.peers,
+                "height": svc.ledger.head().height,
+            },
+        )
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time() - self._t0
+
+    # ------------------------------------------------------------ events
+
+    async def _pump(self) -> None:
+        """Deliver what the transport received: protocol messages, requests, replies."""
+        net = self.net
+        while True:
+            peer, payload = await self.transport.inbox.get()
+            if isinstance(payload, BlobRequest):
+                store = self.services.blobs if self.services is not None else None
+                self.transport.send(peer, serve_blob(store, payload, net.chunk_size), False)
+            elif isinstance(payload, BlocksRequest):
+                if self.services is None:
+                    reply = BlocksReply(payload.req_id, 0, ())
+                else:
+                    reply = serve_blocks(self.services.ledger, payload, net.max_frame // 2)
+                self.transport.send(peer, reply, False)
+            elif isinstance(payload, BlobReply | BlocksReply):
+                self.rpc.on_reply(peer, payload)
+            elif isinstance(payload, Message):
+                if self._started:
+                    self._dispatch(MessageReceived(self._now(), peer, payload))
+                elif len(self._early) < net.inbox_size:
+                    self._early.append((peer, payload))
+
+    def _dispatch(self, event: Event) -> None:
+        if self._halted.is_set():
+            return
+        try:
+            effects = self.node.handle(event)
+        except Exception:
+            self.handler_errors += 1
+            log.exception("node %s failed on %s", self.node_id, type(event).__name__)
+            return
+        for effect in effects:
+            try:
+                self._execute(effect)
+            except Exception:
+                self.handler_errors += 1
+                log.exception("node %s could not execute %r", self.node_id, effect)
+
+    def _execute(self, effect: object) -> None:
+        loop = asyncio.get_running_loop()
+        if isinstance(effect, Send):
+            self.transport.send(effect.to, effect.message)
+        elif isinstance(effect, Broadcast):
+            for peer in effect.to or self.plan.peers:
+                self.transport.send(peer, effect.message)
+        elif isinstance(effect, SetTimer):
+            old = self._timers.pop(effect.key, None)
+            if old is not None:
+                old.cancel()
+            delay = max(0.0, effect.delay)
+            self._timers[effect.key] = loop.call_later(delay, self._fire, effect.key)
+        elif isinstance(effect, CancelTimer):
+            handle = self._timers.pop(effect.key, None)
+            if handle is not None:
+                handle.cancel()
+        elif isinstance(effect, RunJob):
+            self.jobs += 1
+            future = self.worker.submit(self.exp.jobs.run, self.node_id, effect.job)
+            future.add_done_callback(
+                lambda f, job_id=effect.job_id: loop.call_soon_threadsafe(self._job_done, job_id, f)
+            )
+        elif isinstance(effect, FetchBlob):
+            task = asyncio.create_task(self._fetch_for_protocol(effect))
+            self._fetches.add(task)
+            task.add_done_callback(self._fetches.discard)
+        elif isinstance(effect, ReportModel):
+            self.worker.submit(
+                self.recorder.on_report, self.node_id, self._now(), effect.step, effect.weights
+            )
+        elif isinstance(effect, EmitMetric):
+            row = MetricRow(
+                self.node_id,
+                effect.name,
+                effect.step,
+                self._now(),
+                effect.value,
+                dict(effect.tags),
+            )
+            self.journal.metric(row)
+        elif isinstance(effect, Halt):
+            log.info("node %s halts: %s", self.node_id, effect.reason)
+            self._halted.set()
+        else:
+            raise TypeError(f"unknown effect {effect!r}")
+
+    def _fire(self, key: str) -> None:
+        self._timers.pop(key, None)
+        self._dispatch(TimerFired(self._now(), key))
+
+    def _job_done(self, job_id: str, future: Future[Any]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            self.handler_errors += 1
+            log.error("job %s of node %s failed: %r", job_id, self.node_id, error)
+            return
+        self._dispatch(JobFinished(self._now(), job_id, future.result()))
+
+    async def _fetch(self, source: str, cid: str) -> bytes | None:
+        net = self.net
+        if source == self.node_id:
+            store = self.services.blobs if self.services is not None else None
+            return store.get(cid) if store is not None and store.has(cid) else None
+        if source not in self.transport.outboxes:
+            return None
+        return await fetch_blob(
+            self.rpc, source, cid, net.chunk_size, net.request_timeout, 64 * net.max_frame
+        )
+
+    async def _fetch_for_protocol(self, effect: FetchBlob) -> None:
+        data = await self._fetch(effect.source, effect.cid)
+        self._dispatch(BlobReceived(self._now(), effect.cid, effect.source, data))
+
+    # ------------------------------------------------------------ status
+
+    async def _status_loop(self, parent: int, stop: asyncio.Event) -> None:
+        while True:
+            self._write_status()
+            if self.options.exit_with_parent and os.getppid() != parent:
+                log.warning("parent process %d is gone; stopping", parent)
+                stop.set()
+            await asyncio.sleep(0.5)
+
+    def _write_status(self) -> None:
+        last = self.journal.last_model
+        with contextlib.suppress(OSError):
+            self.journal.status(
+                {
+                    "node": self.node_id,
+                    "role": self.plan.role,
+                    "pid": os.getpid(),
+                    "port": self.port,
+                    "state": self.state,
+                    "time": round(self._now(), 3),
+                    "step": last.step if last else 0,
+                    "accuracy": last.accuracy if last else None,
+                    "jobs": self.jobs,
+                    "connected": self.transport.connected(),
+                    "counters": self.counters.as_dict(),
+                    "handler_errors": self.handler_errors,
+                }
+            )

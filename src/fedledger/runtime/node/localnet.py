@@ -1,0 +1,251 @@
+"""``fedledger localnet``: a whole network of node processes on 127.0.0.1.
+
+The launcher resolves the config (file + overrides) into ``RUN_DIR/config.yaml`` and
+starts one ``fedledger node`` per planned node with that file, free loopback ports and
+``--data-dir RUN_DIR``, so each node keeps its ledger, blobs, log and metrics under
+``RUN_DIR/nodes/<id>/`` (the layout ``fedledger chain verify RUN_DIR`` reads). Of two
+neighbours, the node with the smaller id dials the other. It then watches the nodes'
+status files, and ends when every node has exited; once one node has halted the others
+get ``grace`` seconds, and the whole run gets ``timeout`` seconds, after which the rest
+are stopped (SIGTERM, then SIGKILL). Finally it gathers the nodes' metric lines into the
+run directory with the simulator's ``finish_run`` (metrics.csv, metrics.jsonl,
+summary.json, plots).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedledger.experiment.config import ExperimentConfig, load_config, to_yaml
+from fedledger.experiment.metrics import MetricRow, ModelRow
+from fedledger.experiment.runner import default_run_dir, finish_run
+from fedledger.experiment.setup import NodeRole, assign_roles, build_protocol
+from fedledger.runtime.node.journal import LOG_FILE, METRICS_FILE, read_journal, read_status
+from fedledger.runtime.node.launch import ProcessSet, free_ports, node_argv
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What the progress view shows of one node."""
+
+    node_id: str
+    role: str
+    state: str
+    step: int
+    accuracy: float | None
+    sent: int
+    received: int
+    dropped: int
+    connected: int
+
+
+@dataclass
+class LocalnetResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+def dial_plan(roles: list[NodeRole]) -> dict[str, list[str]]:
+    """Who dials whom: for every pair of neighbours, the smaller id dials."""
+    pairs = set()
+    for r in roles:
+        for peer in r.plan.peers:
+            pairs.add((min(r.plan.node_id, peer), max(r.plan.node_id, peer)))
+    out: dict[str, list[str]] = {r.plan.node_id: [] for r in roles}
+    for a, b in sorted(pairs):
+        out[a].append(b)
+    return out
+
+
+class Localnet:
+    """Starts, watches, stops and gathers the node processes of one experiment."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        overrides: tuple[str, ...] = (),
+        out: Path | None = None,
+        node_args: tuple[str, ...] = (),
+        timeout: float = 900.0,
+        grace: float = 20.0,
+    ) -> None:
+        self.config: ExperimentConfig = load_config(config_path, overrides)
+        self.run_dir = out or default_run_dir(self.config)
+        self.node_args = node_args
+        self.timeout = timeout
+        self.grace = grace
+        protocol = build_protocol(self.config)
+        plans = list(protocol.plan(self.config.nodes.count, self.config.seed))
+        self.roles = assign_roles(self.config, plans, protocol)
+        self.ids = [r.plan.node_id for r in self.roles]
+        self.procs = ProcessSet()
+        self.ports: dict[str, int] = {}
+        self.started = 0.0
+        self.epoch = 0.0
+
+    @property
+    def config_file(self) -> Path:
+        return self.run_dir / "config.yaml"
+
+    def node_dir(self, node_id: str) -> Path:
+        return self.run_dir / "nodes" / node_id
+
+    def start(self, only: Iterable[str] | None = None) -> None:
+        """Start every node (or the ``only`` ones; others can be started later)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(to_yaml(self.config))
+        self.ports = dict(zip(self.ids, free_ports(len(self.ids)), strict=True))
+        self.dials = dial_plan(self.roles)
+        self.started = time.perf_counter()
+        self.epoch = time.time()
+        wanted = set(self.ids if only is None else only)
+        for node_id in self.ids:
+            if node_id in wanted:
+                self.start_node(node_id)
+
+    def start_node(self, node_id: str) -> None:
+        """(Re)start one node with its port, peers and data dir."""
+        argv = node_argv(
+            self.config_file,
+            node_id,
+            self.ports[node_id],
+            [self.ports[p] for p in self.dials[node_id]],
+            self.run_dir,
+            self.node_args,
+        )
+        self.procs.start(node_id, argv, self.node_dir(node_id) / LOG_FILE)
+
+    def views(self) -> list[NodeView]:
+        out = []
+        for r in self.roles:
+            node_id = r.plan.node_id
+            status = read_status(self.node_dir(node_id)) or {}
+            counters = status.get("counters", {})
+            proc = self.procs.procs.get(node_id)
+            state = status.get("state", "starting")
+            if proc is not None and not proc.alive():
+                code = proc.returncode
+                state = state if code == 0 else f"exit {code}"
+            out.append(
+                NodeView(
+                    node_id,
+                    r.plan.role,
+                    state,
+                    int(status.get("step", 0)),
+                    status.get("accuracy"),
+                    int(counters.get("bytes_sent", 0)),
+                    int(counters.get("bytes_received", 0)),
+                    int(counters.get("dropped", 0)),
+                    len(status.get("connected", [])),
+                )
+            )
+        return out
+
+    def wait(self, on_tick: Callable[[Localnet], None] | None = None, tick: float = 0.5) -> bool:
+        """Until every node exits (True), or the timeout or grace ends (False)."""
+        first_exit: float | None = None
+        while True:
+            if on_tick is not None:
+                on_tick(self)
+            alive = self.procs.alive()
+            now = time.perf_counter()
+            if not alive:
+                return True
+            if first_exit is None and any(
+                p.returncode == 0 for p in self.procs.procs.values() if not p.alive()
+            ):
+                first_exit = now
+            if now - self.started > self.timeout:
+                return False
+            if first_exit is not None and now - first_exit > self.grace:
+                return False
+            time.sleep(tick)
+
+    def stop(self) -> dict[str, int | None]:
+        self.procs.stop()
+        return {n: p.returncode for n, p in sorted(self.procs.procs.items())}
+
+    def gather(self, interrupted: bool = False) -> LocalnetResult:
+        """Write the run directory from the nodes' metric files."""
+        rows: list[ModelRow] = []
+        metrics: list[MetricRow] = []
+        totals: dict[str, int] = {}
+        drops: dict[str, int] = {}
+        halted = 0
+        end = 0.0
+        for node_id in self.ids:
+            offset = 0.0
+            for item in read_journal(self.node_dir(node_id) / METRICS_FILE):
+                kind = item.pop("kind")
+                if kind == "start":
+                    offset = float(item.get("epoch", self.epoch)) - self.epoch
+                elif kind == "model":
+                    item["time"] = round(item["time"] + offset, 6)
+                    rows.append(ModelRow(**item))
+                elif kind == "metric":
+                    item["time"] = round(item["time"] + offset, 6)
+                    metrics.append(MetricRow(**item))
+                elif kind == "halt":
+                    halted += 1
+                    end = max(end, float(item["time"]) + offset)
+                elif kind == "transport":
+                    for key, value in item.items():
+                        if key == "drops":
+                            for reason, n in value.items():
+                                drops[reason] = drops.get(reason, 0) + int(n)
+                        elif isinstance(value, int):
+                            totals[key] = totals.get(key, 0) + value
+        rows.sort(key=lambda r: (r.time, r.node, r.step))
+        metrics.sort(key=lambda m: (m.time, m.node, m.step))
+        exit_codes = {n: p.returncode for n, p in sorted(self.procs.procs.items())}
+        counters: dict[str, Any] = {
+            "host": "localnet",
+            "virtual_seconds": round(end, 3),  # on a real network: wall seconds to the halt
+            "messages": totals.get("messages_sent", 0),
+            "messages_lost": drops.get("queue_full", 0) + drops.get("send_failed", 0),
+            "bytes_sent": totals.get("bytes_sent", 0),
+            "bytes_received": totals.get("bytes_received", 0),
+            "payload_bytes_sent": totals.get("payload_bytes_sent", 0),
+            "frames_sent": totals.get("frames_sent", 0),
+            "connections": totals.get("connections", 0),
+            "drops": dict(sorted(drops.items())),
+            "nodes_halted": halted,
+            "exit_codes": exit_codes,
+            "interrupted": interrupted,
+        }
+        summary = finish_run(
+            self.config, self.run_dir, self.roles, rows, metrics, counters, self.started
+        )
+        return LocalnetResult(self.run_dir, summary, exit_codes, interrupted)
+
+
+def run_localnet(
+    net: Localnet, on_tick: Callable[[Localnet], None] | None = None
+) -> LocalnetResult:
+    """Start, wait, stop (also on Ctrl-C or an error) and gather."""
+    interrupted = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        net.start()
+        net.wait(on_tick)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        net.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return net.gather(interrupted)
