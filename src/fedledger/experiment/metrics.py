@@ -5,15 +5,39 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fedledger.learning.attacks.base import Attack
 from fedledger.protocols.base import EmitMetric, EvalResult, NodeId
 
 CSV_FIELDS = ("node", "role", "honest", "step", "time", "accuracy", "loss")
+
+#: Tag of the metric rows the host measures on a reported model with the global test
+#: set besides accuracy and loss (e.g. ``backdoor_asr``); summarised in summary.json.
+MEASURED_TAG = ("measured", "test")
+
+#: A reported model's extra test-set metrics: (name, value, tags) triples.
+ModelMetrics = Callable[[np.ndarray], list[tuple[str, float, dict[str, str]]]]
+
+#: All nodes' reported models of one step -> extra rows, (name, value, tags) triples,
+#: recorded under node ``STEP_NODE`` (e.g. DFL's model difference among nodes, eq. 5).
+StepMetrics = Callable[[int, Mapping[NodeId, np.ndarray]], list[tuple[str, float, dict[str, str]]]]
+
+#: Step metrics by protocol name: a factory given the model layout (names, shapes).
+STEP_METRICS: dict[str, Callable[[tuple[tuple[str, tuple[int, ...]], ...]], StepMetrics]] = {}
+STEP_NODE = "*"
+
+
+def step_metrics_for(
+    protocol: str, layout: tuple[tuple[str, tuple[int, ...]], ...]
+) -> StepMetrics | None:
+    """The protocol's registered step metrics for this model layout, if any."""
+    factory = STEP_METRICS.get(protocol)
+    return None if factory is None else factory(layout)
 
 
 @dataclass(frozen=True)
@@ -54,8 +78,13 @@ class MetricsRecorder:
         honest: dict[NodeId, bool],
         every: int = 1,
         on_row: Callable[[ModelRow], None] | None = None,
+        model_metrics: ModelMetrics | None = None,
+        step_metrics: StepMetrics | None = None,
     ) -> None:
         self.evaluate = evaluate
+        self.step_metrics = step_metrics  # over every node's model once all reported a step
+        self._steps: dict[int, dict[NodeId, np.ndarray]] = {}
+        self.model_metrics = model_metrics  # extra test-set metrics of every measured model
         self.roles = roles
         self.honest = honest
         self.every = every
@@ -65,11 +94,25 @@ class MetricsRecorder:
         self._latest: dict[NodeId, tuple[int, float, np.ndarray]] = {}
 
     def on_report(self, node_id: NodeId, time: float, step: int, weights: np.ndarray) -> None:
+        if self.step_metrics is not None:
+            self._collect(node_id, time, step, weights)
         if step % self.every == 0:
             self._measure(node_id, time, step, weights)
             self._latest.pop(node_id, None)
         else:
             self._latest[node_id] = (step, time, weights)
+
+    def _collect(self, node_id: NodeId, time: float, step: int, weights: np.ndarray) -> None:
+        """Hold a step's models until every node has reported it, then run the step
+        metrics over them (a step some node never reports is dropped at finish)."""
+        assert self.step_metrics is not None
+        models = self._steps.setdefault(step, {})
+        models[node_id] = weights
+        if len(models) < len(self.roles):
+            return
+        del self._steps[step]
+        for name, value, tags in self.step_metrics(step, models):
+            self.metrics.append(MetricRow(STEP_NODE, name, step, time, value, tags))
 
     def on_metric(self, node_id: NodeId, time: float, metric: EmitMetric) -> None:
         row = MetricRow(node_id, metric.name, metric.step, time, metric.value, dict(metric.tags))
@@ -80,6 +123,7 @@ class MetricsRecorder:
         for node_id, (step, time, weights) in sorted(self._latest.items()):
             self._measure(node_id, time, step, weights)
         self._latest.clear()
+        self._steps.clear()
 
     def _measure(self, node_id: NodeId, time: float, step: int, weights: np.ndarray) -> None:
         result = self.evaluate(weights)
@@ -93,6 +137,10 @@ class MetricsRecorder:
             result.loss,
         )
         self.rows.append(row)
+        if self.model_metrics is not None:
+            for name, value, tags in self.model_metrics(weights):
+                tags = {**tags, MEASURED_TAG[0]: MEASURED_TAG[1]}
+                self.metrics.append(MetricRow(node_id, name, step, time, value, tags))
         if self.on_row is not None:
             self.on_row(row)
 
@@ -107,6 +155,59 @@ def final_rows(rows: Sequence[ModelRow]) -> list[ModelRow]:
         if row.node not in last or row.step >= last[row.node].step:
             last[row.node] = row
     return [last[n] for n in sorted(last)]
+
+
+def attack_metrics(
+    attacks: Mapping[NodeId, Attack | None],
+    predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+) -> ModelMetrics | None:
+    """The test-set metrics the nodes' attacks define (``Attack.test_metrics``), as a
+    :data:`ModelMetrics` for :class:`MetricsRecorder`; None when no attack defines any.
+
+    ``predict(weights, x)`` gives predicted labels. Nodes running equal attacks are
+    measured once; each row is tagged with the attack's class and its nodes.
+    """
+    groups: list[tuple[Attack, list[NodeId]]] = []
+    for node_id in sorted(attacks):
+        attack = attacks[node_id]
+        if attack is None or type(attack).test_metrics is Attack.test_metrics:
+            continue
+        for known, members in groups:
+            if known == attack:
+                members.append(node_id)
+                break
+        else:
+            groups.append((attack, [node_id]))
+    if not groups:
+        return None
+
+    def measure(weights: np.ndarray) -> list[tuple[str, float, dict[str, str]]]:
+        out = []
+        for attack, members in groups:
+            tags = {"attack": type(attack).__name__, "nodes": ",".join(members)}
+            found = attack.test_metrics(lambda x: predict(weights, x), x_test, y_test)
+            out.extend((name, float(value), tags) for name, value in sorted(found.items()))
+        return out
+
+    return measure
+
+
+def final_measured(rows: Sequence[ModelRow], metrics: Sequence[MetricRow]) -> dict[str, float]:
+    """Each :data:`MEASURED_TAG` metric on the honest nodes' final models, averaged over
+    those nodes (and over attacks, when several define the same name); NaN values are
+    left out of the mean (NaN if nothing else is left)."""
+    finals = {(r.node, r.step) for r in final_rows(rows) if r.honest}
+    values: dict[str, list[float]] = {}
+    for m in metrics:
+        if m.tags.get(MEASURED_TAG[0]) == MEASURED_TAG[1] and (m.node, m.step) in finals:
+            values.setdefault(m.name, []).append(m.value)
+    out = {}
+    for name, found in sorted(values.items()):
+        finite = [v for v in found if not np.isnan(v)]
+        out[name] = float(np.mean(finite)) if finite else float("nan")
+    return out
 
 
 def write_metrics(run_dir: Path, rows: Sequence[ModelRow], metrics: Sequence[MetricRow]) -> None:

@@ -21,7 +21,10 @@ from fedledger.experiment.metrics import (
     MetricRow,
     MetricsRecorder,
     ModelRow,
+    attack_metrics,
+    final_measured,
     final_rows,
+    step_metrics_for,
     write_metrics,
 )
 from fedledger.experiment.plots import plot_accuracy
@@ -79,6 +82,13 @@ def run_experiment(
         honest={r.plan.node_id: r.honest for r in exp.roles},
         every=config.eval.every,
         on_row=on_row,
+        model_metrics=attack_metrics(
+            {r.plan.node_id: r.attack for r in exp.roles},
+            lambda w, x: exp.learner.predict(w, x, batch_size=config.eval.batch_size),
+            test.x,
+            test.y,
+        ),
+        step_metrics=step_metrics_for(config.protocol.name, exp.learner.layout.entries),
     )
     sim = Simulator(
         exp.nodes,
@@ -150,6 +160,10 @@ def finish_run(
         ),
         "honest_accuracies": [round(r.accuracy, 6) for r in honest_final],
         "last_step": max((r.step for r in final), default=0),
+        **{  # attacks' own metrics (backdoor_asr) on the honest final models
+            name: round(value, 6) if np.isfinite(value) else None
+            for name, value in final_measured(rows, metrics).items()
+        },
         "wall_seconds": round(time.perf_counter() - started, 3),
         **counters,
     }

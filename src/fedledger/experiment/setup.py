@@ -17,7 +17,7 @@ import numpy as np
 from fedledger.errors import ConfigError
 from fedledger.experiment.config import ExperimentConfig, to_yaml
 from fedledger.learning.attacks.base import Attack
-from fedledger.learning.data import FederatedData, prepare_federated_data
+from fedledger.learning.data import Dataset, FederatedData, NodeData, prepare_federated_data
 from fedledger.learning.partition import make_partitioner
 from fedledger.learning.train import Learner
 from fedledger.plugins import registries
@@ -32,6 +32,7 @@ from fedledger.protocols.meter import CpuMeter
 from fedledger.protocols.services import NodeServices
 from fedledger.runtime.jobs import JobRunner, NodeLearning
 from fedledger.runtime.services import make_genesis, node_keys, open_node_services
+from fedledger.seeding import derive_seed
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,30 @@ def prepare_data(config: ExperimentConfig, num_holders: int) -> FederatedData:
     )
 
 
+def sample_root_set(data: FederatedData, count: int, seed: int, node_id: str) -> NodeData:
+    """``count`` samples drawn with the seed, uniformly without replacement, from the union
+    of the data holders' clean local training sets (before any data poisoning). They are
+    copies: the holders keep all their data, and the global test set is never touched.
+    The root set has no validation split."""
+    sizes = np.array([len(node.train) for node in data.nodes], dtype=np.int64)
+    total = int(sizes.sum())
+    if not 0 < count <= total:
+        raise ConfigError(
+            "protocol.root_samples",
+            f"{node_id}'s root set of {count} samples must be drawn from the clients' "
+            f"{total} training samples; allowed 1..{total}",
+        )
+    rng = np.random.default_rng(derive_seed(seed, "root-set", node_id))
+    chosen = np.sort(rng.choice(total, size=count, replace=False))
+    owner = np.searchsorted(np.cumsum(sizes), chosen, side="right")
+    offset = chosen - (np.cumsum(sizes) - sizes)[owner]
+    x = np.stack([data.nodes[o].train.x[i] for o, i in zip(owner, offset, strict=True)])
+    y = np.array([data.nodes[o].train.y[i] for o, i in zip(owner, offset, strict=True)])
+    name = f"{data.test.name.removesuffix('-test')}-root"
+    root = Dataset(name, x, y.astype(np.int64), data.num_classes)
+    return NodeData(root, root.subset(np.arange(0), f"{name}-val"))
+
+
 def open_services(
     protocol: Protocol,
     plans: list[NodePlan],
@@ -183,6 +208,11 @@ def build_experiment(
         for r, node_data in zip(holders, data.nodes, strict=True)
         if only is None or r.plan.node_id == only
     }
+    for node_id, count in sorted(protocol.root_data().items()):
+        if node_id in {r.plan.node_id for r in holders}:
+            raise ConfigError("protocol", f"{node_id} holds a partition and cannot hold a root set")
+        if only is None or node_id == only:
+            learning[node_id] = NodeLearning(sample_root_set(data, count, config.seed, node_id))
     jobs = JobRunner(learner, learning, config.seed)
     settings = TrainSettings(**config.train.model_dump())
     wanted = [p for p in plans if only is None or p.node_id == only]

@@ -330,6 +330,12 @@ class Protocol(ABC):
     def create_node(self, setup: NodeSetup) -> ProtocolNode:
         """The state machine for one node."""
 
+    def root_data(self) -> dict[NodeId, int]:
+        """Trusted root datasets that aggregating nodes hold (FLTrust's server): node id
+        -> number of samples, drawn by the host from the clients' clean training data.
+        Default: none."""
+        return {}
+
     def ledger_rules(self, members: tuple[bytes, ...]) -> tuple[ForkChoice, FinalityRule | None]:
         """Fork choice and finality rule of each node's chain store, given the members'
         addresses (for protocols with ``uses_ledger``). Default: longest chain, no

@@ -10,7 +10,9 @@ as the 64 features of scikit-learn's digits). Pixel values are assumed in [0, 1]
 trigger's ``value`` defaults to 1, the brightest.
 
 :func:`attack_success_rate` measures the backdoor: the share of test images whose class
-is not the target that the model classifies as the target once triggered.
+is not the target that the model classifies as the target once triggered. The runner
+reports it for every measured model as the metric ``backdoor_asr``
+(:meth:`Backdoor.test_metrics`).
 """
 
 from __future__ import annotations
@@ -125,6 +127,20 @@ class Backdoor(Attack):
         x_out[rows] = self.apply_trigger(x[rows])
         y_out[rows] = self.target
         return x_out, y_out
+
+    def test_metrics(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        x_test: np.ndarray,
+        y_test: np.ndarray,
+    ) -> dict[str, float]:
+        """``backdoor_asr``: the attack success rate (:func:`attack_success_rate`) of this
+        trigger and target on the test set."""
+        return {
+            "backdoor_asr": attack_success_rate(
+                predict, x_test, y_test, self.target, self.apply_trigger
+            )
+        }
 
 
 class BackdoorParams(AttackParams):

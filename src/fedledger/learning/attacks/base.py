@@ -10,6 +10,7 @@ the simulator can give them those, a real deployment could not without collusion
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,17 @@ class Attack:
 
     def poison_model(self, trained: Vector, context: AttackContext) -> Vector:
         return trained
+
+    def test_metrics(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        x_test: np.ndarray,
+        y_test: np.ndarray,
+    ) -> dict[str, float]:
+        """Metrics of the attack's own success on the global test set, measured by the host
+        for every reported model (e.g. a backdoor's ``backdoor_asr``). ``predict`` maps
+        inputs to predicted labels under the model being measured. Default: none."""
+        return {}
 
 
 ATTACKS: Registry[Attack] = Registry("attack")

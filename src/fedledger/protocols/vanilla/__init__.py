@@ -21,6 +21,12 @@ class Vanilla(Protocol):
         server = NodePlan(SERVER, "server", holds_data=False, peers=clients)
         return [server, *(NodePlan(c, "client", True, (SERVER,)) for c in clients)]
 
+    def root_data(self) -> dict[str, int]:
+        """The server's trusted root set size (``root_samples``), for FLTrust."""
+        params = self.params
+        assert isinstance(params, VanillaParams)
+        return {SERVER: params.root_samples} if params.root_samples else {}
+
     def create_node(self, setup: NodeSetup) -> ProtocolNode:
         return Server(setup) if setup.plan.role == "server" else Client(setup)
 

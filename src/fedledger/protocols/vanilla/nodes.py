@@ -33,7 +33,12 @@ TIMEOUT = "round-timeout"
 
 
 class Server(ProtocolNode):
-    """Samples clients, sends the global model, aggregates their updates, repeats."""
+    """Samples clients, sends the global model, aggregates their updates, repeats.
+
+    With a rule that needs a trusted update (FLTrust), the server also trains the global
+    model on its root dataset each round (started with the round, job ``root-<round>``)
+    and aggregates once both that job and the clients' updates (or the timeout) are in.
+    """
 
     def __init__(self, setup: NodeSetup) -> None:
         super().__init__(setup)
@@ -48,13 +53,15 @@ class Server(ProtocolNode):
         self.round = 0
         self.sampled: tuple[str, ...] = ()
         self.updates: dict[str, ClientUpdate] = {}
+        self.trusted: np.ndarray | None = None  # this round's update on the root set
+        self.closing = False  # round over, waiting for the trusted update
 
     def handle(self, event: Event) -> list[Effect]:
         if isinstance(event, Start):
             return self._next_round()
         if isinstance(event, MessageReceived) and isinstance(event.message, ClientUpdate):
             msg = event.message
-            if msg.round != self.round or event.sender not in self.sampled:
+            if msg.round != self.round or event.sender not in self.sampled or self.closing:
                 return []  # late or unsolicited
             if msg.weights.shape != self.weights.shape:
                 return [EmitMetric("rejected_updates", 1.0, self.round)]
@@ -62,25 +69,47 @@ class Server(ProtocolNode):
             if len(self.updates) == len(self.sampled):
                 return [CancelTimer(TIMEOUT), *self._close_round()]
             return []
-        if isinstance(event, TimerFired) and event.key == TIMEOUT:
+        if isinstance(event, TimerFired) and event.key == TIMEOUT and not self.closing:
             return self._close_round()
+        if (
+            isinstance(event, JobFinished)
+            and isinstance(event.result, TrainResult)
+            and event.job_id == f"root-{self.round}"
+        ):
+            self.trusted = event.result.weights
+            metric = EmitMetric("root_loss", event.result.loss, self.round)
+            return [metric, *self._close_round()] if self.closing else [metric]
         return []
 
     def _next_round(self) -> list[Effect]:
         self.round += 1
         self.updates = {}
+        self.trusted = None
+        self.closing = False
         k = max(self.params.min_clients, round(self.params.fraction * len(self.clients)))
         k = min(k, len(self.clients))
         rng = np.random.default_rng(derive_seed(self.setup.seed, "vanilla-sample", self.round))
         chosen = rng.choice(len(self.clients), size=k, replace=False)
         self.sampled = tuple(sorted(self.clients[i] for i in chosen))
         message = GlobalModel(round=self.round, weights=self.weights)
-        return [
+        effects: list[Effect] = [
             Broadcast(message, to=self.sampled),
             SetTimer(TIMEOUT, self.params.round_timeout),
         ]
+        if self.params.needs_trusted_update:
+            job = TrainJob(
+                weights=self.weights,
+                settings=self.setup.train,
+                seed=derive_seed(self.setup.seed, "vanilla-root", self.round),
+                tag=f"root-{self.round}",  # not "round-k": omniscient attacks never see it
+            )
+            effects.append(RunJob(f"root-{self.round}", job))
+        return effects
 
     def _close_round(self) -> list[Effect]:
+        if self.params.needs_trusted_update and self.trusted is None:
+            self.closing = True  # aggregate when the root job finishes
+            return []
         effects: list[Effect] = []
         if self.updates:
             updates = [
@@ -88,7 +117,9 @@ class Server(ProtocolNode):
                 for s, u in sorted(self.updates.items())
             ]
             context = AggregationContext(
-                current=self.weights, seed=derive_seed(self.setup.seed, "agg", self.round)
+                current=self.weights,
+                trusted_update=self.trusted,
+                seed=derive_seed(self.setup.seed, "agg", self.round),
             )
             self.weights = np.asarray(self.aggregate(updates, context), dtype=np.float32)
         effects.append(ReportModel(self.round, self.weights))

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: Aggregation rules that need ``AggregationContext.trusted_update``: the server's own
+#: update, trained each round on its trusted root dataset (``root_samples``).
+TRUSTED_UPDATE_RULES = frozenset({"fltrust"})
 
 
 class VanillaParams(BaseModel):
@@ -14,6 +18,12 @@ class VanillaParams(BaseModel):
     aggregator: an aggregation rule from the registry, with its parameters.
     round_timeout: virtual seconds the server waits for updates before aggregating what
         it has (stragglers and lost messages are then left out of the round).
+    root_samples: size of the server's trusted root dataset (FLTrust, Cao et al. 2021,
+        uses 100), drawn with the seed, uniformly without replacement, from the union of
+        the clients' clean local training sets; the clients keep all their data. 0: no
+        root set. A rule that needs a trusted update (fltrust) needs root_samples >= 1;
+        the server then trains on the root set from the global model each round and
+        passes the result to the rule. Other rules ignore the root set.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -22,3 +32,23 @@ class VanillaParams(BaseModel):
     min_clients: int = Field(1, ge=1)
     aggregator: dict[str, Any] = Field(default_factory=lambda: {"name": "weighted_fedavg"})
     round_timeout: float = Field(600.0, gt=0.0)
+    root_samples: int = Field(0, ge=0, description="server's trusted root set (FLTrust: 100)")
+
+    @property
+    def aggregator_name(self) -> str:
+        return str(self.aggregator.get("name", "weighted_fedavg"))
+
+    @property
+    def needs_trusted_update(self) -> bool:
+        """Whether the aggregator needs the server's update on its root set."""
+        return self.aggregator_name in TRUSTED_UPDATE_RULES
+
+    @model_validator(mode="after")
+    def _root_set_for_trusted_rules(self) -> VanillaParams:
+        if self.needs_trusted_update and self.root_samples < 1:
+            raise ValueError(
+                f"aggregator {self.aggregator_name!r} needs a trusted root dataset held by "
+                f"the server: set protocol.root_samples >= 1 (the FLTrust paper uses 100); "
+                f"got root_samples={self.root_samples}"
+            )
+        return self
