@@ -3,7 +3,8 @@
 The same small experiment (digits, an MLP, IID, one local epoch) runs twice: in the
 discrete-event simulator (one process) and as a localnet (one process per node on
 127.0.0.1, TCP, signed envelopes). For each it prints the median wall time per round
-(from the server's model reports; the first round, which includes set-up, is left out),
+(from the server's model reports; the first round, which includes set-up, is left out;
+the localnet's nodes start together at the shared epoch, see docs/network.md),
 their ratio, the bytes each node sent per round on the network, and the per-message
 overhead of the wire format (4-byte frame prefix + envelope with session, sequence
 number and Ed25519 signature) against the canonical payload.
@@ -106,7 +107,8 @@ def main() -> None:
     )
     print(
         f"localnet:  {net_round * 1e3:8.1f} ms per round   ({net_total:.1f} s in all with "
-        f"process start-up, final accuracy {summary['final_accuracy']:.3f})"
+        f"process start-up up to the shared epoch {net.start_delay:g} s after the launch, "
+        f"final accuracy {summary['final_accuracy']:.3f})"
     )
     print(f"ratio localnet / simulator: {net_round / sim_round:.2f}")
     rounds = args.rounds

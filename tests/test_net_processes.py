@@ -146,8 +146,9 @@ def test_localnet_of_six_processes_runs_vanilla_to_the_end(tmp_path, nets):
 
 
 def test_client_killed_with_sigkill_restarts_from_its_dir_and_rejoins(tmp_path, nets):
+    rounds = 24  # a restart under load (other localnets starting) can take 15 s
     config = write_config(
-        tmp_path, rounds=14, protocol__round_timeout=1.0, nodes__count=4
+        tmp_path, rounds=rounds, protocol__round_timeout=1.0, nodes__count=4
     )  # c003 is never started: each round lasts 1 s
     net = Localnet(
         config, out=tmp_path / "run", node_args=("--start-wait", "2"), timeout=120, grace=5
@@ -159,21 +160,25 @@ def test_client_killed_with_sigkill_restarts_from_its_dir_and_rejoins(tmp_path, 
     victim.signal(signal.SIGKILL)
     assert victim.wait(5) == -signal.SIGKILL
     killed_at = server_step(net)
-    net.start_node("c001")  # same data dir, same port
+    net.start_node("c001")  # same data dir, same port and epoch
     wait_until(lambda: server_halted(net), 60, "the server to halt")
     assert net.wait(tick=0.2)
-    assert server_step(net) == 14
+    assert server_step(net) == rounds
     starts = [r for r in journal(net, "c001") if r["kind"] == "start"]
     assert len(starts) == 2
+    # the restarted node's clock is the network's: it began at the current network time
+    begins = [r for r in journal(net, "c001") if r["kind"] == "begin"]
+    assert len(begins) == 2 and begins[1]["time"] > starts[1]["time"] > begins[0]["time"]
     participants = metric_values(net, "server", "participants")
-    assert min(participants[s] for s in range(killed_at + 1, 15)) >= 2  # the others went on
-    rejoined = [s for s in range(killed_at + 1, 15) if participants[s] == 3]
+    after = range(killed_at + 1, rounds + 1)
+    assert min(participants[s] for s in after) >= 2  # the others went on
+    rejoined = [s for s in after if participants[s] == 3]
     assert rejoined, f"c001 never took part again after round {killed_at}: {participants}"
     second = journal(net, "c001")
     second = second[second.index(starts[1]) :]
     assert any(r["kind"] == "metric" and r["name"] == "train_loss" for r in second)
     result = net.gather()
-    assert result.summary["last_step"] == 14
+    assert result.summary["last_step"] == rounds
 
 
 # ---------------------------------------------------------------- hostile bytes and a partition

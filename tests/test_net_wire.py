@@ -381,3 +381,76 @@ def test_key_file_must_hold_the_member_key(tmp_path):
     save_keypair(KeyPair.generate("ed25519", b"\x04" * 32), tmp_path / "other.pem")
     with pytest.raises(ValueError, match="is not the key of 'c000'"):
         own_key(tmp_path / "other.pem", member, "c000")
+
+
+def test_network_epoch_is_checked_and_given_to_every_local_node(tmp_path):
+    import math
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from fedledger.cli import app
+    from fedledger.runtime.node.launch import node_argv
+    from fedledger.runtime.node.localnet import Localnet, default_start_delay
+    from fedledger.runtime.node.options import check_epoch
+
+    now = 1_800_000_000.0
+    assert check_epoch(now - 3600, now) == now - 3600  # a past epoch: a late or restarted node
+    assert check_epoch(now + 60, now) == now + 60
+    with pytest.raises(ValueError, match="finite UNIX seconds >= 0"):
+        check_epoch(math.nan, now)
+    with pytest.raises(ValueError, match="finite UNIX seconds >= 0"):
+        check_epoch(-1.0, now)
+    with pytest.raises(ValueError, match="not milliseconds"):
+        check_epoch(now * 1000, now)
+    argv = node_argv(Path("c.yaml"), "d001", 7001, [7000], tmp_path, ("-o", "x=1"), epoch=now)
+    assert argv[argv.index("--epoch") + 1] == "1800000000.000000"
+    assert argv[-2:] == ["-o", "x=1"]
+    assert "--epoch" not in node_argv(Path("c.yaml"), "d001", 7001, [], tmp_path)
+    assert default_start_delay(6, cpus=2) == 17.0
+    assert default_start_delay(20, cpus=16) == 10.0
+    config = tmp_path / "v.yaml"
+    config.write_text("name: v\nprotocol: {name: vanilla}\nnodes: {count: 2}\n")
+    with pytest.raises(ValueError, match=r"start delay -1\.0 s: allowed 0 to 600 s"):
+        Localnet(config, out=tmp_path / "run", start_delay=-1.0)
+    net = Localnet(config, out=tmp_path / "run", start_delay=3.0)
+    with pytest.raises(RuntimeError, match=r"after Localnet\.start\(\)"):
+        net.start_node("c000")
+    help_text = CliRunner().invoke(app, ["node", "--help"], env={"COLUMNS": "200"}).output
+    assert "--epoch" in help_text and "own start" in help_text
+    bad = CliRunner().invoke(
+        app,
+        [
+            *("node", "--config", str(config), "--node", "c000", "--listen", "127.0.0.1:0"),
+            *("--data-dir", str(tmp_path), "--epoch", "nan"),
+        ],
+    )
+    assert bad.exit_code != 0 and "--epoch nan" in bad.output
+
+
+def test_a_request_fails_at_once_when_the_peer_is_gone_or_goes():
+    from fedledger.runtime.node.rpc import Rpc
+
+    async def scenario():
+        a, b, _c = identities()
+        settings = NetSettings(max_frame=1 << 20, chunk_size=1 << 16, ping_interval=0.2)
+        ta, tb = Transport(a, settings, NetCounters()), Transport(b, settings, NetCounters())
+        rpc = Rpc(ta)
+        request = BlobRequest(0, "b" * 64, 0, 1024)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await rpc.request("n1", request, BlobReply, 30.0) is None  # never connected
+        port = await tb.listen("127.0.0.1", 0)
+        ta.dial("127.0.0.1", port)
+        while "n1" not in ta.connected():
+            await asyncio.sleep(0.01)
+        asked = asyncio.ensure_future(rpc.request("n1", request, BlobReply, 30.0))
+        peer, got = await asyncio.wait_for(tb.inbox.get(), 5)  # n1 never answers: it dies
+        assert peer == "n0" and isinstance(got, BlobRequest)
+        await tb.close()
+        assert await asyncio.wait_for(asked, 5) is None
+        assert loop.time() - started < 5  # not the 30 s timeout
+        assert not rpc._waiting
+        await ta.close()
+
+    asyncio.run(scenario())

@@ -170,6 +170,15 @@ def node(
         bool, typer.Option(help="stop when the launching process dies (localnet)")
     ] = False,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+    epoch: Annotated[
+        float | None,
+        typer.Option(
+            help="the network's epoch, UNIX seconds, the same on every node (restarted ones "
+            "too): event times are wall seconds since it, and a node up before it waits for "
+            "it to start the protocol; without it a node counts from its own start, so its "
+            "clock does not line up with its peers'"
+        ),
+    ] = None,
 ) -> None:
     """Run one node of an experiment as a real process on TCP (see docs/network.md)."""
     import asyncio
@@ -205,6 +214,7 @@ def node(
             key_file=key,
             exit_with_parent=exit_with_parent,
             max_frame=max_frame,
+            epoch=epoch,
         )
         host = NodeHost(options)
     except (FedledgerError, ValueError, OSError) as exc:
@@ -251,6 +261,13 @@ def localnet(
     grace: Annotated[
         float, typer.Option(help="seconds the others get after the first node halts")
     ] = 20.0,
+    start_delay: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds from the launch to the network's epoch, when the nodes start the "
+            "protocol together (default: 5 + 4 x node processes / CPU cores)"
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress view")] = False,
 ) -> None:
     """Run an experiment as one process per node on 127.0.0.1 and write its run directory."""
@@ -263,7 +280,9 @@ def localnet(
         overrides += (f"nodes.count={nodes}",)
     started = time.perf_counter()
     try:
-        net = Localnet(config, overrides, out, timeout=timeout, grace=grace)
+        net = Localnet(
+            config, overrides, out, timeout=timeout, grace=grace, start_delay=start_delay
+        )
     except (FedledgerError, ValueError, OSError) as exc:
         raise _fail(exc) from None
     with Live(console=console, refresh_per_second=4, transient=True) as live:
@@ -291,6 +310,13 @@ def localnet(
         ("run directory", str(result.run_dir)),
     ):
         table.add_row(key, value)
+    late = summary.get("late_starts") or {}
+    if late:
+        slow = ", ".join(f"{n} +{s:.1f} s" for n, s in late.items())
+        table.add_row(
+            "started after the epoch",
+            f"{slow} (raise --start-delay above {summary['start_delay']:g} s)",
+        )
     console.print(table)
     if result.interrupted:
         raise typer.Exit(code=130)

@@ -6,8 +6,15 @@ the node's effects the way the simulator does: ``Send``/``Broadcast`` (to the pl
 peers) through the transport; ``SetTimer`` replaces a timer of the same key;
 ``RunJob`` and model measurement run in one worker thread so the event loop keeps
 answering peers; ``FetchBlob`` fetches in chunks and answers ``BlobReceived``; ``Halt``
-flushes the outboxes and ends the process. Every event carries the wall seconds since
-the process started. A protocol handler that raises is logged and counted, and the node
+flushes the outboxes and ends the process.
+
+Every event carries the network time: wall seconds since the network's epoch
+(``--epoch``, the same UNIX time for every node of a network; without it, the process's
+own start). The host anchors it to the monotonic loop clock once at start-up, so it never
+jumps backwards within a process. A node that is up before the epoch waits for it before
+``Start`` (the whole network starts its protocol at time 0); a node that starts late or
+restarts gets ``Start`` with the current network time, so its protocol can tell where the
+others are. A protocol handler that raises is logged and counted, and the node
 carries on (it never crashes on what a peer sent).
 """
 
@@ -23,7 +30,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from fedledger.experiment.metrics import MetricRow, MetricsRecorder
+import numpy as np
+
+from fedledger.experiment.metrics import MetricRow, MetricsRecorder, attack_metrics
 from fedledger.experiment.setup import build_experiment
 from fedledger.ledger.verify import Verifier
 from fedledger.protocols.base import (
@@ -99,6 +108,12 @@ class NodeHost:
             honest={self.node_id: self.role.honest},
             every=config.eval.every,
             on_row=self.journal.model,
+            model_metrics=attack_metrics(
+                {r.plan.node_id: r.attack for r in self.exp.roles},
+                lambda w, x: self.exp.learner.predict(w, x, batch_size=config.eval.batch_size),
+                test.x,
+                test.y,
+            ),
         )
         self.worker = ThreadPoolExecutor(1, thread_name_prefix=f"jobs-{self.node_id}")
         self.state = "starting"
@@ -109,14 +124,18 @@ class NodeHost:
         self._early: list[tuple[str, Message]] = []
         self._started = False
         self._fetches: set[asyncio.Task[None]] = set()
-        self._t0 = 0.0
+        self.epoch_given = options.epoch is not None
+        self.epoch = options.epoch if options.epoch is not None else time.time()
+        self._t0 = 0.0  # loop.time() at network time 0
 
     # ------------------------------------------------------------ life
 
     async def run(self) -> int:
         """Run until the protocol halts or a signal arrives; return the exit code."""
         loop = asyncio.get_running_loop()
-        self._t0 = loop.time()
+        if not self.epoch_given:
+            self.epoch = time.time()
+        self._t0 = loop.time() - (time.time() - self.epoch)
         self.transport = Transport(self.identity, self.net, self.counters)
         self.rpc = Rpc(self.transport)
         self._halted = asyncio.Event()
@@ -133,9 +152,24 @@ class NodeHost:
             asyncio.create_task(self._status_loop(parent, stop)),
         ]
         self.journal.write(
-            "start", {"time": 0.0, "epoch": time.time(), "pid": os.getpid(), "port": self.port}
+            "start",
+            {
+                "time": round(self._now(), 6),
+                "epoch": self.epoch,
+                "epoch_given": self.epoch_given,
+                "pid": os.getpid(),
+                "port": self.port,
+            },
         )
-        log.info("node %s listening on %s:%d", self.node_id, host, self.port)
+        log.info(
+            "node %s listening on %s:%d; network time %.3f s (epoch %.3f, %s)",
+            self.node_id,
+            host,
+            self.port,
+            self._now(),
+            self.epoch,
+            "--epoch" if self.epoch_given else "this process's start: no --epoch",
+        )
         main = asyncio.create_task(self._main())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([main, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -156,9 +190,16 @@ class NodeHost:
         if self.services is not None:
             self.state = "syncing"
             await self._sync()
+        ahead = -self._now()
+        if ahead > 0:
+            self.state = "waiting"
+            log.info("node %s waits %.3f s for the network's epoch", self.node_id, ahead)
+            await asyncio.sleep(ahead)
         self.state = "running"
         self._started = True
-        self._dispatch(Start(self._now()))
+        begin = max(0.0, self._now())
+        self.journal.write("begin", {"time": round(begin, 6), "late": round(-ahead, 6)})
+        self._dispatch(Start(begin))
         for peer, message in self._early:
             self._dispatch(MessageReceived(self._now(), peer, message))
         self._early.clear()
@@ -223,6 +264,7 @@ class NodeHost:
         )
 
     def _now(self) -> float:
+        """Network time: wall seconds since the epoch (monotonic within this process)."""
         return asyncio.get_running_loop().time() - self._t0
 
     # ------------------------------------------------------------ events
@@ -293,9 +335,7 @@ class NodeHost:
             self._fetches.add(task)
             task.add_done_callback(self._fetches.discard)
         elif isinstance(effect, ReportModel):
-            self.worker.submit(
-                self.recorder.on_report, self.node_id, self._now(), effect.step, effect.weights
-            )
+            self.worker.submit(self._measure_report, self._now(), effect.step, effect.weights)
         elif isinstance(effect, EmitMetric):
             row = MetricRow(
                 self.node_id,
@@ -336,6 +376,14 @@ class NodeHost:
         return await fetch_blob(
             self.rpc, source, cid, net.chunk_size, net.request_timeout, 64 * net.max_frame
         )
+
+    def _measure_report(self, time: float, step: int, weights: np.ndarray) -> None:
+        """Measure a reported model (worker thread) and journal the test-set metrics the
+        attacks of the network define (e.g. backdoor_asr) with it."""
+        known = len(self.recorder.metrics)
+        self.recorder.on_report(self.node_id, time, step, weights)
+        for row in self.recorder.metrics[known:]:
+            self.journal.metric(row)
 
     async def _fetch_for_protocol(self, effect: FetchBlob) -> None:
         data = await self._fetch(effect.source, effect.cid)

@@ -3,9 +3,13 @@
 ``metrics.jsonl``: one JSON object per line, appended (a restarted node adds to it):
 ``{"kind": "model", ...ModelRow}`` for each measured model (global test set),
 ``{"kind": "metric", ...MetricRow}`` for each metric the protocol emitted,
-``{"kind": "start"|"halt"|"stop", "time", "pid", ...}`` for the process's life, and
-``{"kind": "transport", ...NetCounters}`` when the process ends. Times are wall seconds
-since that process started.
+``{"kind": "start"|"halt"|"stop", "time", "pid", ...}`` for the process's life,
+``{"kind": "begin", "time", "late"}`` when the protocol gets ``Start`` (``late``: seconds
+after the epoch the node was ready, <= 0 when it was ready in time), and
+``{"kind": "transport", ...NetCounters}`` when the process ends. Times are network time:
+wall seconds since the network's epoch, which the ``start`` line records (``epoch``,
+UNIX seconds; ``epoch_given`` false when the node had no ``--epoch`` and counted from its
+own start).
 
 ``status.json``: a snapshot rewritten atomically about twice a second (state, last
 step and accuracy, connected peers, counters), read by ``localnet``'s progress view.

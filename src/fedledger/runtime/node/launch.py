@@ -47,8 +47,10 @@ def node_argv(
     data_dir: Path,
     extra: Sequence[str] = (),
     host: str = LOOPBACK,
+    epoch: float | None = None,
 ) -> list[str]:
-    """The command line of ``fedledger node`` for one local node."""
+    """The command line of ``fedledger node`` for one local node (``epoch``: the
+    network's, UNIX seconds; None: the node counts from its own start)."""
     argv = [
         sys.executable,
         "-m",
@@ -66,6 +68,8 @@ def node_argv(
     ]
     if peers:
         argv += ["--peers", ",".join(f"{host}:{p}" for p in peers)]
+    if epoch is not None:
+        argv += ["--epoch", f"{epoch:.6f}"]
     return argv + list(extra)
 
 

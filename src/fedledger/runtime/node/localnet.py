@@ -4,7 +4,10 @@ The launcher resolves the config (file + overrides) into ``RUN_DIR/config.yaml``
 starts one ``fedledger node`` per planned node with that file, free loopback ports and
 ``--data-dir RUN_DIR``, so each node keeps its ledger, blobs, log and metrics under
 ``RUN_DIR/nodes/<id>/`` (the layout ``fedledger chain verify RUN_DIR`` reads). Of two
-neighbours, the node with the smaller id dials the other. It then watches the nodes'
+neighbours, the node with the smaller id dials the other. Every node, a restarted one
+too, gets the same ``--epoch``: ``start_delay`` seconds after the launch, so the nodes
+that are up by then start their protocol together at network time 0 and one that comes
+later (or again) sees the network's current time. It then watches the nodes'
 status files, and ends when every node has exited; once one node has halted the others
 get ``grace`` seconds, and the whole run gets ``timeout`` seconds, after which the rest
 are stopped (SIGTERM, then SIGKILL). Finally it gathers the nodes' metric lines into the
@@ -14,6 +17,7 @@ summary.json, plots).
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -53,6 +57,18 @@ class LocalnetResult:
     interrupted: bool = False
 
 
+#: longest start delay accepted (seconds between the launch and the network's epoch)
+MAX_START_DELAY = 600.0
+
+
+def default_start_delay(processes: int, cpus: int | None = None) -> float:
+    """Seconds from the launch to the epoch: 5 s plus 4 CPU-seconds per node process
+    spread over the machine's cores (a node spends about that importing torch and
+    building its share of the experiment before it listens)."""
+    cores = max(1, cpus if cpus is not None else os.cpu_count() or 1)
+    return round(5.0 + 4.0 * processes / cores, 1)
+
+
 def dial_plan(roles: list[NodeRole]) -> dict[str, list[str]]:
     """Who dials whom: for every pair of neighbours, the smaller id dials."""
     pairs = set()
@@ -76,7 +92,10 @@ class Localnet:
         node_args: tuple[str, ...] = (),
         timeout: float = 900.0,
         grace: float = 20.0,
+        start_delay: float | None = None,
     ) -> None:
+        if start_delay is not None and not 0.0 <= start_delay <= MAX_START_DELAY:
+            raise ValueError(f"start delay {start_delay!r} s: allowed 0 to {MAX_START_DELAY:.0f} s")
         self.config: ExperimentConfig = load_config(config_path, overrides)
         self.run_dir = out or default_run_dir(self.config)
         self.node_args = node_args
@@ -86,10 +105,13 @@ class Localnet:
         plans = list(protocol.plan(self.config.nodes.count, self.config.seed))
         self.roles = assign_roles(self.config, plans, protocol)
         self.ids = [r.plan.node_id for r in self.roles]
+        self.start_delay = (
+            default_start_delay(len(self.ids)) if start_delay is None else start_delay
+        )
         self.procs = ProcessSet()
         self.ports: dict[str, int] = {}
         self.started = 0.0
-        self.epoch = 0.0
+        self.epoch = 0.0  # the network's epoch (UNIX seconds), set by start()
 
     @property
     def config_file(self) -> Path:
@@ -105,14 +127,16 @@ class Localnet:
         self.ports = dict(zip(self.ids, free_ports(len(self.ids)), strict=True))
         self.dials = dial_plan(self.roles)
         self.started = time.perf_counter()
-        self.epoch = time.time()
+        self.epoch = time.time() + self.start_delay
         wanted = set(self.ids if only is None else only)
         for node_id in self.ids:
             if node_id in wanted:
                 self.start_node(node_id)
 
     def start_node(self, node_id: str) -> None:
-        """(Re)start one node with its port, peers and data dir."""
+        """(Re)start one node with its port, peers, data dir and the network's epoch."""
+        if not self.ports:
+            raise RuntimeError(f"start node {node_id!r} after Localnet.start(), not before")
         argv = node_argv(
             self.config_file,
             node_id,
@@ -120,6 +144,7 @@ class Localnet:
             [self.ports[p] for p in self.dials[node_id]],
             self.run_dir,
             self.node_args,
+            epoch=self.epoch,
         )
         self.procs.start(node_id, argv, self.node_dir(node_id) / LOG_FILE)
 
@@ -181,12 +206,18 @@ class Localnet:
         drops: dict[str, int] = {}
         halted = 0
         end = 0.0
+        late: dict[str, float] = {}
         for node_id in self.ids:
             offset = 0.0
+            begins = 0
             for item in read_journal(self.node_dir(node_id) / METRICS_FILE):
                 kind = item.pop("kind")
                 if kind == "start":
                     offset = float(item.get("epoch", self.epoch)) - self.epoch
+                elif kind == "begin":
+                    begins += 1
+                    if begins == 1 and float(item.get("late", 0.0)) > 0.0:
+                        late[node_id] = round(float(item["late"]), 3)
                 elif kind == "model":
                     item["time"] = round(item["time"] + offset, 6)
                     rows.append(ModelRow(**item))
@@ -218,6 +249,9 @@ class Localnet:
             "connections": totals.get("connections", 0),
             "drops": dict(sorted(drops.items())),
             "nodes_halted": halted,
+            "start_delay": self.start_delay,
+            # nodes ready only after the epoch (raise start_delay), seconds late
+            "late_starts": dict(sorted(late.items())),
             "exit_codes": exit_codes,
             "interrupted": interrupted,
         }

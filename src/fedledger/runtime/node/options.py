@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,32 @@ class NodeOptions:
     key_file: Path | None = None
     exit_with_parent: bool = False
     max_frame: int | None = None  # None: derived from the model size
+    # UNIX seconds at which the network's time is 0 (``--epoch``); None: this process's
+    # own start, so its clock does not line up with its peers' (see docs/network.md)
+    epoch: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.epoch is not None:
+            check_epoch(self.epoch)
+
+
+#: how far ahead of this machine's clock an ``--epoch`` may lie
+MAX_EPOCH_AHEAD = 86_400.0
+
+
+def check_epoch(epoch: float, now: float | None = None) -> float:
+    """``epoch`` if it is a usable network epoch (finite UNIX seconds, >= 0, at most a day
+    ahead of ``now``, default this machine's clock); ValueError naming it otherwise."""
+    current = time.time() if now is None else now
+    if not math.isfinite(epoch) or epoch < 0:
+        raise ValueError(f"--epoch {epoch!r}: must be finite UNIX seconds >= 0")
+    if epoch > current + MAX_EPOCH_AHEAD:
+        raise ValueError(
+            f"--epoch {epoch!r} is {epoch - current:.0f} s ahead of this machine's clock "
+            f"({current:.0f}); allowed at most {MAX_EPOCH_AHEAD:.0f} s ahead (UNIX seconds, "
+            "not milliseconds)"
+        )
+    return epoch
 
 
 def default_max_frame(setup: NodeSetup) -> int:
