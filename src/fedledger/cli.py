@@ -37,10 +37,22 @@ def run(
         Path | None, typer.Option(help="run directory (default runs/<name>-<time>)")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    threads: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="torch threads per job; 1 is fastest for the small models here "
+            "(more threads only pay off for large models and batches)",
+        ),
+    ] = 1,
 ) -> None:
     """Run an experiment in the simulator and write its run directory."""
+    import torch
+
     from fedledger.experiment.config import load_config
     from fedledger.experiment.runner import run_experiment
+
+    torch.set_num_threads(threads)
 
     try:
         cfg = load_config(config, tuple(override or ()))
