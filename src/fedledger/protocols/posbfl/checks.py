@@ -1,0 +1,201 @@
+"""Where records enter a device: signatures through the ledger's Verifier, then the
+protocol's own rules. A record that fails is counted by reason and dropped; nothing here
+raises past the caller's ``except Refused``.
+
+Signature-level reasons are the Verifier's (``RejectReason``); protocol reasons are:
+wrong_round, wrong_role (signer has no such role this round), blacklisted, bad_payload,
+bad_reward (claimed reward differs from eq. 1-3), bad_outcome (aggregated votes differ
+from the votes), duplicate (a second vote or block from one signer), unknown_update (a
+vote on an update the receiver does not hold), bad_blob (model bytes do not match the
+reference), bad_seal (PoW nonce), no_votes (a block update nobody voted on).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from fedledger.ledger.records import Block, BlockHeader, Transaction, Vote, record_id, short
+from fedledger.ledger.verify import Rejected, Verifier
+from fedledger.protocols.posbfl.chainstate import LedgerState, validator_txs, worker_txs
+from fedledger.protocols.posbfl.messages import (
+    NEGATIVE,
+    POSITIVE,
+    VALIDATOR_TX,
+    WORKER_TX,
+    RoundRecord,
+    ValidatorReport,
+    WorkerUpdate,
+)
+from fedledger.protocols.posbfl.params import PosBflParams
+from fedledger.protocols.posbfl.rewards import expected_worker_reward, round_rewards, tally
+from fedledger.protocols.posbfl.roles import RoundRoles
+from fedledger.protocols.posbfl.selection import seal_ok
+
+
+class ProtocolReject(Exception):
+    """A record broke a PoS-BFL rule (counted under ``reason``)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+Refused = (Rejected, ProtocolReject)
+
+
+@dataclass
+class Gate:
+    """Checks records for one device; ``counts`` holds the protocol-level rejections
+    (the Verifier's counter the signature-level ones)."""
+
+    verifier: Verifier
+    params: PosBflParams
+    node_of: Callable[[bytes], str | None]
+    counts: Counter[str]
+
+    def fail(self, reason: str, detail: str) -> ProtocolReject:
+        self.counts[reason] += 1
+        return ProtocolReject(reason, detail)
+
+    def rejections(self) -> dict[str, int]:
+        """Every rejection so far by reason (signature and protocol level)."""
+        out = {k: v for k, v in self.verifier.counter.as_dict().items() if v}
+        for reason, n in self.counts.items():
+            out[reason] = out.get(reason, 0) + n
+        return out
+
+    # ------------------------------------------------------------ records
+
+    def worker_tx(
+        self, tx: object, roles: RoundRoles, state: LedgerState, tx_id: bytes | None = None
+    ) -> WorkerUpdate:
+        """A worker-transaction of this round from a worker that is not blacklisted."""
+        if not isinstance(tx, Transaction) or tx.kind != WORKER_TX:
+            raise self.fail("bad_payload", f"expected a {WORKER_TX} transaction")
+        self.verifier.check(tx, tx_id)
+        update = tx.payload
+        sender = self.node_of(tx.sender)
+        if sender not in roles.workers:
+            raise self.fail("wrong_role", f"{sender or short(tx.sender)} is no worker")
+        if tx.sender in state.blacklist:
+            raise self.fail("blacklisted", f"worker {sender} is blacklisted")
+        if not isinstance(update, WorkerUpdate):
+            raise self.fail("bad_payload", f"payload is {type(update).__name__}")
+        if update.round != roles.round:
+            raise self.fail("wrong_round", f"update of round {update.round}")
+        if update.epochs != self.params.local_epochs or update.model.num_samples < 1:
+            raise self.fail(
+                "bad_payload",
+                f"epochs {update.epochs} (allowed {self.params.local_epochs}), "
+                f"samples {update.model.num_samples} (allowed >= 1)",
+            )
+        want = expected_worker_reward(
+            update.epochs, update.model.num_samples, self.params.unit_reward
+        )
+        if update.expected_reward != want:
+            raise self.fail("bad_reward", f"claims {update.expected_reward}, eq. 1 gives {want}")
+        return update
+
+    def report(self, tx: object, roles: RoundRoles, state: LedgerState) -> ValidatorReport:
+        if not isinstance(tx, Transaction) or tx.kind != VALIDATOR_TX:
+            raise self.fail("bad_payload", f"expected a {VALIDATOR_TX} transaction")
+        self.verifier.check(tx)
+        self._validator(tx.sender, roles, state)
+        report = tx.payload
+        if not isinstance(report, ValidatorReport):
+            raise self.fail("bad_payload", f"payload is {type(report).__name__}")
+        if report.round != roles.round:
+            raise self.fail("wrong_round", f"report of round {report.round}")
+        return report
+
+    def vote(self, vote: object, roles: RoundRoles, state: LedgerState, known: set[bytes]) -> Vote:
+        if not isinstance(vote, Vote):
+            raise self.fail("bad_payload", f"expected a Vote, got {type(vote).__name__}")
+        self.verifier.check(vote)
+        self._validator(vote.voter, roles, state)
+        if vote.epoch != roles.round:
+            raise self.fail("wrong_round", f"vote of round {vote.epoch}")
+        if vote.value not in (POSITIVE, NEGATIVE):
+            raise self.fail("bad_payload", f"vote value {vote.value} (allowed -1, 1)")
+        if vote.target not in known:
+            raise self.fail("unknown_update", f"vote on {short(vote.target)}")
+        return vote
+
+    def _validator(self, address: bytes, roles: RoundRoles, state: LedgerState) -> None:
+        node = self.node_of(address)
+        if node not in roles.validators:
+            raise self.fail("wrong_role", f"{node or short(address)} is no validator")
+        if address in state.blacklist:
+            raise self.fail("blacklisted", f"validator {node} is blacklisted")
+
+    # ------------------------------------------------------------ blocks
+
+    def block(
+        self, block: object, parent: BlockHeader, roles: RoundRoles, state: LedgerState
+    ) -> RoundRecord:
+        """A candidate block of this round on ``parent``, every rule re-checked."""
+        if not isinstance(block, Block):
+            raise self.fail("bad_payload", f"expected a Block, got {type(block).__name__}")
+        self.verifier.check_block(block, parent)
+        proposer = self.node_of(block.header.proposer)
+        if proposer not in roles.miners:
+            raise self.fail("wrong_role", f"block proposer {proposer} is no miner")
+        if block.header.proposer in state.blacklist:
+            raise self.fail("blacklisted", f"miner {proposer} is blacklisted")
+        record = block.header.extra
+        if not isinstance(record, RoundRecord):
+            raise self.fail("bad_payload", "block extra is not a RoundRecord")
+        if record.round != roles.round:
+            raise self.fail("wrong_round", f"block of round {record.round}")
+        if self.params.consensus == "pow" and not seal_ok(block, self.params.pow_difficulty):
+            raise self.fail("bad_seal", f"nonce {record.nonce} misses the difficulty")
+        updates = worker_txs(block)
+        reports = validator_txs(block)
+        if len(updates) + len(reports) != len(block.transactions):
+            raise self.fail("bad_payload", "block holds transactions of another kind")
+        ids = [record_id(tx) for tx in block.transactions]
+        if ids != sorted(ids):
+            raise self.fail("bad_payload", "transactions are not in id order")
+        known = set()
+        for tx in updates:
+            self.worker_tx(tx, roles, state, record_id(tx))
+            known.add(record_id(tx))
+        for tx in reports:
+            self.report(tx, roles, state)
+        if len({tx.sender for tx in reports}) != len(reports):
+            raise self.fail("duplicate", "two reports from one validator")
+        self._votes(record.votes, roles, state, known)
+        outcomes = tally(updates, record.votes)
+        if any(o.positive + o.negative == 0 for o in outcomes):
+            raise self.fail("no_votes", "the block holds an update nobody voted on")
+        if outcomes != record.outcomes:
+            raise self.fail("bad_outcome", "recorded outcomes differ from the votes")
+        rewards = round_rewards(
+            updates,
+            reports,
+            record.votes,
+            outcomes,
+            block.header.proposer,
+            self.params.unit_reward,
+        )
+        if rewards != record.rewards:
+            raise self.fail("bad_reward", "recorded rewards differ from eq. 1-3")
+        return record
+
+    def _votes(
+        self, votes: Sequence[Vote], roles: RoundRoles, state: LedgerState, known: set[bytes]
+    ) -> None:
+        seen = set()
+        keys = []
+        for vote in votes:
+            self.vote(vote, roles, state, known)
+            key = (vote.target, vote.voter)
+            if key in seen:
+                raise self.fail("duplicate", f"two votes of {short(vote.voter)} on one update")
+            seen.add(key)
+            keys.append(key)
+        if keys != sorted(keys):
+            raise self.fail("bad_payload", "votes are not in (update, voter) order")
