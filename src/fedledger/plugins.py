@@ -9,9 +9,11 @@ from fedledger.registry import Registry
 
 def registries() -> dict[str, Registry[Any]]:
     """Every plug-in registry by kind, with the built-in components loaded."""
+    import fedledger.experiment.report_dfl
     import fedledger.experiment.report_posbfl
     import fedledger.learning.aggregate
     import fedledger.learning.attacks
+    import fedledger.protocols.dfl
     import fedledger.protocols.posbfl
     import fedledger.protocols.vanilla  # noqa: F401  (registers the protocol)
     from fedledger.learning.aggregate.base import AGGREGATORS

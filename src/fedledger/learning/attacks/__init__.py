@@ -9,6 +9,7 @@ min_max, min_sum (omniscient). Behaviour: lazy, free_rider, sybil (behaviour).
 from __future__ import annotations
 
 from fedledger.learning.attacks import backdoor, behaviour, data, model, omniscient
+from fedledger.learning.attacks import dfl as dfl
 from fedledger.learning.attacks.base import ATTACKS, Attack, AttackContext
 
 __all__ = [

@@ -1,0 +1,159 @@
+"""The ``dfl`` report: model difference among nodes (eq. 5), reputation, blocks.
+
+- step metrics: at each report step, once every node has reported, eq. 5's model
+  difference: per layer, the sum of each node's weights ``s_n`` (nodes by id), and
+  ``(sum_{n=1}^{N-1} |s_n - s_{n-1}| + |s_0 - s_{N-1}|) / N``; rows
+  ``dfl_model_difference`` tagged with the layer, plus the sum over layers
+  (``layer: all``).
+- summary: blocks and confirmed receipts per block, rejects by reason, the mean
+  reputation honest nodes hold of honest and of malicious peers at the end, the final
+  model difference.
+- plots: ``plots/model_difference.png`` and ``plots/reputation.png`` (honest nodes'
+  mean reputation of each peer over ticks, malicious peers dashed red).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from fedledger.experiment.metrics import STEP_METRICS, MetricRow, ModelRow, StepMetrics
+from fedledger.experiment.reports import REPORTS
+
+Layout = tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def model_difference(layer_sums: np.ndarray) -> np.ndarray:
+    """Eq. 5 over a (nodes, layers) matrix of per-layer weight sums: one value per layer."""
+    n = layer_sums.shape[0]
+    if n == 0:
+        return np.zeros(layer_sums.shape[1])
+    ring = np.abs(layer_sums - np.roll(layer_sums, 1, axis=0))  # row 0: |s_0 - s_{N-1}|
+    return ring.sum(axis=0) / n
+
+
+def layer_sums(weights: np.ndarray, layout: Layout) -> np.ndarray:
+    sizes = [int(np.prod(shape)) for _, shape in layout]
+    if sum(sizes) != weights.size:
+        sizes = [weights.size]
+    bounds = np.cumsum([0, *sizes])
+    w = weights.astype(np.float64)
+    return np.array([w[a:b].sum() for a, b in itertools.pairwise(bounds)])
+
+
+def difference_metrics(layout: Layout) -> StepMetrics:
+    names = [name for name, _ in layout]
+
+    def measure(
+        step: int, models: Mapping[str, np.ndarray]
+    ) -> list[tuple[str, float, dict[str, str]]]:
+        sums = np.array([layer_sums(models[n], layout) for n in sorted(models)])
+        diff = model_difference(sums)
+        labels = names if len(names) == diff.size else ["all-weights"]
+        out = [
+            ("dfl_model_difference", float(v), {"layer": k})
+            for k, v in zip(labels, diff, strict=True)
+        ]
+        out.append(("dfl_model_difference", float(diff.sum()), {"layer": "all"}))
+        return out
+
+    return measure
+
+
+def _final_reputation(honest: dict[str, bool], metrics: Sequence[MetricRow]) -> dict[str, float]:
+    last: dict[tuple[str, str], tuple[int, float]] = {}
+    for m in metrics:
+        if m.name == "dfl_reputation" and honest.get(m.node, True):
+            key = (m.node, m.tags.get("peer", ""))
+            if key not in last or m.step >= last[key][0]:
+                last[key] = (m.step, m.value)
+    groups: dict[str, list[float]] = {"honest": [], "malicious": []}
+    for (_node, peer), (_step, value) in last.items():
+        groups["honest" if honest.get(peer, True) else "malicious"].append(value)
+    return {k: round(float(np.mean(v)), 4) for k, v in groups.items() if v}
+
+
+def dfl_report(
+    run_dir: Path, rows: Sequence[ModelRow], metrics: Sequence[MetricRow]
+) -> dict[str, Any]:
+    honest = {r.node: r.honest for r in rows}
+    blocks: dict[str, int] = defaultdict(int)
+    confirmed, receipts = [], []
+    rejects: dict[str, float] = defaultdict(float)
+    last_rejects: dict[tuple[str, str], float] = {}
+    diff: dict[int, float] = {}
+    for m in metrics:
+        if m.name == "dfl_block":
+            blocks[m.node] += 1
+        elif m.name == "dfl_confirmations_per_block":
+            confirmed.append(m.value)
+        elif m.name == "dfl_receipts_per_block":
+            receipts.append(m.value)
+        elif m.name == "dfl_rejects":
+            last_rejects[(m.node, m.tags.get("reason", ""))] = m.value
+        elif m.name == "dfl_model_difference" and m.tags.get("layer") == "all":
+            diff[m.step] = m.value
+    for (_node, reason), value in last_rejects.items():
+        rejects[reason] += value
+    summary: dict[str, Any] = {
+        "dfl_blocks_per_node": round(float(np.mean(list(blocks.values()))), 3) if blocks else 0.0,
+        "dfl_confirmations_per_block": round(float(np.mean(confirmed)), 3) if confirmed else None,
+        "dfl_receipts_per_block": round(float(np.mean(receipts)), 3) if receipts else None,
+        "dfl_rejects": {k: int(v) for k, v in sorted(rejects.items())},
+        "dfl_reputation_final": _final_reputation(honest, metrics),
+        "dfl_model_difference_final": diff[max(diff)] if diff else None,
+    }
+    plots = run_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    if diff:
+        fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+        steps = sorted(diff)
+        ax.plot(steps, [diff[s] for s in steps], color="black")
+        ax.set_xlabel("tick")
+        ax.set_ylabel("model difference (eq. 5, all layers)")
+        fig.tight_layout()
+        fig.savefig(plots / "model_difference.png")
+        plt.close(fig)
+    _plot_reputation(honest, metrics, plots / "reputation.png")
+    return summary
+
+
+def _plot_reputation(honest: dict[str, bool], metrics: Sequence[MetricRow], path: Path) -> None:
+    series: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for m in metrics:
+        if m.name == "dfl_reputation" and honest.get(m.node, True):
+            series[m.tags.get("peer", "")][m.step].append(m.value)
+    if not series:
+        return
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+    for peer, by_step in sorted(series.items()):
+        steps = sorted(by_step)
+        values = [float(np.mean(by_step[s])) for s in steps]
+        bad = not honest.get(peer, True)
+        ax.plot(
+            steps,
+            values,
+            lw=1.2 if bad else 0.8,
+            color="tab:red" if bad else "tab:blue",
+            ls="--" if bad else "-",
+            alpha=0.9 if bad else 0.5,
+        )
+    ax.set_xlabel("tick")
+    ax.set_ylabel("mean reputation held by honest nodes")
+    ax.set_title("reputation of each peer (malicious dashed red)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+STEP_METRICS["dfl"] = difference_metrics
+REPORTS.add("dfl", dfl_report, summary="DFL: model difference, reputation, blocks")

@@ -1,0 +1,350 @@
+"""The DFL node state machine.
+
+Training (left phase of the paper's Fig. 1): data arrives on a timer; each full batch is
+trained, the model goes to the node's blob store, and a signed transaction naming it
+(content id and hash) is gossiped to the neighbours.
+
+Receiving (right phase): a transaction is verified, deduplicated and checked for expiry;
+its model is fetched from the node that sent it and checked against the hash, evaluated
+on local data, and a signed receipt with eq. 1's received_at_ttl is appended; the
+transaction goes back to its generator and on to the neighbours while ttl allows. The
+model enters the buffer; a full buffer updates the node's model with the update rule.
+
+Blocks and confirmations are in :mod:`.chain`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from fedledger.errors import FedledgerError
+from fedledger.learning.weights import Layout, from_safetensors, to_safetensors
+from fedledger.ledger.records import ModelRef, Receipt, Transaction, record_id
+from fedledger.ledger.verify import Rejected, Verifier
+from fedledger.protocols.base import (
+    BlobReceived,
+    Broadcast,
+    Effect,
+    EmitMetric,
+    EvalJob,
+    EvalResult,
+    Event,
+    FetchBlob,
+    Halt,
+    JobFinished,
+    MessageReceived,
+    NodeSetup,
+    ProtocolNode,
+    ReportModel,
+    RunJob,
+    Send,
+    SetTimer,
+    Start,
+    TimerFired,
+    TrainJob,
+    TrainResult,
+)
+from fedledger.protocols.dfl import transactions as txs
+from fedledger.protocols.dfl.arrival import DataArrival
+from fedledger.protocols.dfl.buffer import ModelBuffer
+from fedledger.protocols.dfl.chain import BLOCK_TIMER, CONFIRM_TIMER, ChainWork
+from fedledger.protocols.dfl.messages import ConfirmReply, ConfirmRequest, Gossip, ModelTx
+from fedledger.protocols.dfl.params import DflParams
+from fedledger.protocols.dfl.reputation import ReceivedModel, build_rule
+from fedledger.seeding import derive_seed
+
+DATA, REPORT, END = "dfl-data", "dfl-report", "dfl-end"
+OBSERVER = "observer"
+DUPLICATE = "duplicate"
+
+
+class DflNode(ProtocolNode):
+    def __init__(self, setup: NodeSetup) -> None:
+        super().__init__(setup)
+        params = setup.params
+        if not isinstance(params, DflParams):
+            raise TypeError(f"dfl nodes need DflParams, got {type(params).__name__}")
+        if setup.services is None:
+            raise FedledgerError("dfl keeps a chain per node: the host must give NodeServices")
+        self.p = params
+        self.svc = setup.services
+        self.verifier = Verifier(self.svc.directory)
+        self.drops: dict[str, int] = {}
+        self.chain = ChainWork(self.svc, params, self.verifier, self._drop)
+        self.rule = build_rule(params.update_rule)
+        self.weights = np.asarray(setup.initial_weights, dtype=np.float32)
+        self.layout = Layout((("weights", self.weights.shape),))
+        self.observer = setup.plan.role == OBSERVER
+        self.arrival = DataArrival(
+            setup.seed,
+            self.node_id,
+            params.train_interval,
+            params.samples_per_interval,
+            params.batch_size,
+            setup.num_train_samples,
+        )
+        self.buffer = ModelBuffer(params.buffer_size)
+        self.reputation: dict[str, float] = {}
+        self.seen: set[bytes] = set()
+        self.verified: set[bytes] = set()  # (record id + signature) checked before
+        self.fetching: dict[str, list[tuple[Gossip, bytes, str]]] = {}
+        self.evaluating: dict[str, tuple[Gossip, bytes, np.ndarray]] = {}
+        self.nonce = 0
+        self.trainings = 0
+        self.training = False
+        self.updates = 0
+        self.updating: tuple[ReceivedModel, ...] = ()
+        self.latest_received: np.ndarray | None = None
+
+    # ------------------------------------------------------------ dispatch
+
+    def handle(self, event: Event) -> list[Effect]:
+        if isinstance(event, Start):
+            return self._start(event.time)
+        if isinstance(event, TimerFired):
+            return self._timer(event.key, event.time)
+        if isinstance(event, MessageReceived):
+            msg = event.message
+            if isinstance(msg, Gossip):
+                return self._on_gossip(event.sender, msg, event.time)
+            with self.setup.meter.section("blockchain"):
+                if isinstance(msg, ConfirmRequest):
+                    return self.chain.on_request(event.sender, msg, event.time)
+                if isinstance(msg, ConfirmReply):
+                    return self.chain.on_reply(msg, event.time)
+            self._drop("unknown_message")
+            return []
+        if isinstance(event, BlobReceived):
+            return self._on_blob(event)
+        if isinstance(event, JobFinished):
+            return self._on_job(event.job_id, event.result, event.time)
+        return []
+
+    def _drop(self, reason: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    # ------------------------------------------------------------ timers
+
+    def _start(self, now: float) -> list[Effect]:
+        with self.setup.meter.section("blockchain"):
+            self.nonce, self.seen, last = self.chain.restore()
+        if last is not None:
+            self._restore_model(last)
+        effects: list[Effect] = [SetTimer(END, max(0.0, self.p.ticks - now))]
+        effects.append(SetTimer(REPORT, self._until_report(now)))
+        if not self.observer:
+            effects.append(SetTimer(DATA, self.arrival.next_delay()))
+        return effects
+
+    def _until_report(self, now: float) -> float:
+        every = self.p.report_every
+        return (int(now) // every + 1) * every - now
+
+    def _restore_model(self, block) -> None:  # type: ignore[no-untyped-def]
+        me = self.svc.keys.address
+        own = [tx for tx in block.transactions if tx.sender == me]
+        ref = own[-1].payload.model if own and isinstance(own[-1].payload, ModelTx) else None
+        if ref is not None and self.svc.blobs.has(ref.cid):
+            data = self.svc.blobs.get(ref.cid)
+            if hashlib.sha256(data).digest() == ref.sha256:
+                weights, _ = from_safetensors(data)
+                if weights.shape == self.weights.shape:
+                    self.weights = weights
+
+    def _timer(self, key: str, now: float) -> list[Effect]:
+        if key == DATA:
+            self.arrival.arrive()
+            return [SetTimer(DATA, self.arrival.next_delay()), *self._maybe_train(now)]
+        if key == REPORT:
+            return [*self._report(now), SetTimer(REPORT, self._until_report(now))]
+        if key == END:
+            return [*self._report(now), Halt()]
+        with self.setup.meter.section("blockchain"):
+            if key == BLOCK_TIMER:
+                return self.chain.start_draft(now)
+            if key == CONFIRM_TIMER:
+                return self.chain.finish(now)
+        return []
+
+    def _report(self, now: float) -> list[Effect]:
+        step = round(now)
+        effects: list[Effect] = [ReportModel(step, self.weights)]
+        for peer, value in sorted(self.reputation.items()):
+            effects.append(EmitMetric("dfl_reputation", value, step, (("peer", peer),)))
+        counts = dict(self.drops)
+        for reason, n in self.verifier.counter.as_dict().items():
+            if n:
+                counts[reason] = counts.get(reason, 0) + n
+        for reason, n in sorted(counts.items()):
+            effects.append(EmitMetric("dfl_rejects", float(n), step, (("reason", reason),)))
+        effects.append(EmitMetric("dfl_blocks", float(self.chain.blocks), step))
+        return effects
+
+    # ------------------------------------------------------------ training
+
+    def _maybe_train(self, now: float) -> list[Effect]:
+        if self.training:
+            return []
+        window = self.arrival.take_batch()
+        if window is None:
+            return []
+        self.training = True
+        self.trainings += 1
+        job = TrainJob(
+            weights=self.weights,
+            settings=self.setup.train,
+            seed=derive_seed(self.setup.seed, "dfl-train", self.node_id, self.trainings),
+            samples=window,
+            tag=f"dfl-{self.node_id}-{self.trainings}",
+        )
+        return [RunJob(f"train:{self.trainings}", job)]
+
+    def _shared_model(self, trained: np.ndarray) -> np.ndarray:
+        """The model put in the transaction: the trained one, or for the duplication
+        fault a slightly perturbed copy of the last model received from another node."""
+        if DUPLICATE not in self.setup.faults or self.latest_received is None:
+            return trained
+        rng = np.random.default_rng(
+            derive_seed(self.setup.seed, "dfl-dup", self.node_id, self.nonce)
+        )
+        noise = rng.normal(0.0, 1e-6, self.latest_received.shape)
+        return (self.latest_received + noise).astype(np.float32)
+
+    def _publish(self, trained: TrainResult, now: float) -> list[Effect]:
+        shared = self._shared_model(np.asarray(trained.weights, dtype=np.float32))
+        with self.setup.meter.section("network"):
+            data = to_safetensors(shared, self.layout)
+            cid = self.svc.blobs.put(data)
+        ref = ModelRef(
+            cid=cid, sha256=hashlib.sha256(data).digest(), num_samples=trained.num_samples
+        )
+        with self.setup.meter.section("blockchain"):
+            tx = txs.make_transaction(
+                self.svc.keys,
+                self.chain.genesis,
+                now,
+                self.p.expire_after,
+                ref,
+                self.p.ttl,
+                self.nonce,
+            )
+            self.nonce += 1
+            self.seen.add(self.chain.own.add(tx))
+            effects: list[Effect] = [Broadcast(Gossip(tx))]
+            effects += self.chain.after_own_tx()
+        return effects
+
+    # ------------------------------------------------------------ receiving
+
+    def _on_gossip(self, sender: str, gossip: Gossip, now: float) -> list[Effect]:
+        with self.setup.meter.section("blockchain"):
+            try:
+                tx_id = txs.check_gossip(
+                    self.verifier, gossip, self.chain.genesis, now, self.verified
+                )
+            except Rejected:
+                return []
+            except txs.Dropped as d:
+                self._drop(d.reason)
+                return []
+            if gossip.tx.sender == self.svc.keys.address:
+                self.chain.own.add_receipts(tx_id, gossip.receipts)
+                return []
+            if tx_id in self.seen:
+                self._drop("duplicate")
+                return []
+            self.seen.add(tx_id)
+        generator = self.svc.node_of(gossip.tx.sender) or ""
+        cid = gossip.tx.payload.model.cid
+        self.fetching.setdefault(cid, []).append((gossip, tx_id, generator))
+        return [FetchBlob(cid, sender)]
+
+    def _on_blob(self, event: BlobReceived) -> list[Effect]:
+        waiting = self.fetching.pop(event.cid, [])
+        effects: list[Effect] = []
+        for gossip, tx_id, _generator in waiting:
+            weights = self._model_of(gossip.tx, event.data)
+            if weights is None:
+                continue
+            self.evaluating[tx_id.hex()] = (gossip, tx_id, weights)
+            effects.append(RunJob(f"eval:{tx_id.hex()}", EvalJob(weights)))
+        return effects
+
+    def _model_of(self, tx: Transaction, data: bytes | None) -> np.ndarray | None:
+        ref = tx.payload.model
+        with self.setup.meter.section("network"):
+            if data is None:
+                self._drop("model_unavailable")
+                return None
+            if hashlib.sha256(data).digest() != ref.sha256:
+                self._drop("bad_model_hash")
+                return None
+            try:
+                weights, _ = from_safetensors(data)
+            except FedledgerError:
+                self._drop("malformed_model")
+                return None
+            if weights.shape != self.weights.shape or not np.isfinite(weights).all():
+                self._drop("wrong_model")
+                return None
+            if txs.received_at_ttl(tx, ()) > 1:
+                self.svc.blobs.put(data)  # it will be forwarded: serve it from here too
+        return weights
+
+    def _on_job(self, job_id: str, result: object, now: float) -> list[Effect]:
+        kind, _, key = job_id.partition(":")
+        if kind == "train" and isinstance(result, TrainResult):
+            self.training = False
+            if not self.observer:
+                self.weights = np.asarray(result.weights, dtype=np.float32)
+            return [*self._publish(result, now), *self._maybe_train(now)]
+        if kind == "eval" and isinstance(result, EvalResult):
+            entry = self.evaluating.pop(key, None)
+            return [] if entry is None else self._evaluated(*entry, result.accuracy, now)
+        if kind == "self" and isinstance(result, EvalResult):
+            return self._update(result.accuracy, now)
+        return []
+
+    def _evaluated(
+        self, gossip: Gossip, tx_id: bytes, weights: np.ndarray, accuracy: float, now: float
+    ) -> list[Effect]:
+        with self.setup.meter.section("blockchain"):
+            receipt: Receipt = txs.make_receipt(
+                self.svc.keys, gossip.tx, gossip.receipts, accuracy, now
+            )
+            self.chain.my_receipts.add(record_id(receipt))
+        onward = Gossip(gossip.tx, (*gossip.receipts, receipt))
+        generator = self.svc.node_of(gossip.tx.sender) or ""
+        effects: list[Effect] = []
+        if generator:
+            effects.append(Send(generator, onward))
+        if receipt.received_at_ttl > 0:
+            others = tuple(p for p in self.setup.plan.peers if p != generator)
+            if others:
+                effects.append(Broadcast(onward, to=others))
+        self.latest_received = weights
+        self.buffer.add(ReceivedModel(weights, float(accuracy), generator))
+        return effects + self._maybe_update()
+
+    # ------------------------------------------------------------ updating
+
+    def _maybe_update(self) -> list[Effect]:
+        if self.updating or not self.buffer.full():
+            return []
+        self.updating = self.buffer.take()
+        self.updates += 1
+        return [RunJob(f"self:{self.updates}", EvalJob(self.weights))]
+
+    def _update(self, own_accuracy: float, now: float) -> list[Effect]:
+        received, self.updating = self.updating, ()
+        if not received:
+            return []
+        with self.setup.meter.section("ml"):
+            model, table = self.rule.update_model(
+                self.weights, own_accuracy, received, dict(self.reputation)
+            )
+        self.weights = np.asarray(model, dtype=np.float32)
+        self.reputation = dict(table)
+        return [EmitMetric("dfl_updates", float(self.updates), int(now)), *self._maybe_update()]
