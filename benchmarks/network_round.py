@@ -4,7 +4,7 @@ The same small experiment (digits, an MLP, IID, one local epoch) runs twice: in 
 discrete-event simulator (one process) and as a localnet (one process per node on
 127.0.0.1, TCP, signed envelopes). For each it prints the median wall time per round
 (from the server's model reports; the first round, which includes set-up, is left out;
-the localnet's nodes start together at the shared epoch, see docs/network.md),
+the localnet's nodes start together at the shared epoch, see the README ("Run a real network")),
 their ratio, the bytes each node sent per round on the network, and the per-message
 overhead of the wire format (4-byte frame prefix + envelope with session, sequence
 number and Ed25519 signature) against the canonical payload.

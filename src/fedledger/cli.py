@@ -192,7 +192,7 @@ def node(
         ),
     ] = None,
 ) -> None:
-    """Run one node of an experiment as a real process on TCP (see docs/network.md)."""
+    """Run one node of an experiment as a real process on TCP (README: "Run a real network")."""
     import asyncio
     import logging
     import os

@@ -9,5 +9,5 @@ queues, reconnection), ``rpc`` (request/response over the transport), ``blobs_fe
 (chunked content-id fetch), ``sync`` (chain catch-up), ``options`` and ``host`` (one
 node process: executes a protocol node's effects), ``journal`` (its metrics and status
 files), ``launch`` (child processes and their clean-up) and ``localnet``. See
-docs/network.md.
+the README ("Run a real network").
 """

@@ -25,7 +25,7 @@ class NodeOptions:
     exit_with_parent: bool = False
     max_frame: int | None = None  # None: derived from the model size
     # UNIX seconds at which the network's time is 0 (``--epoch``); None: this process's
-    # own start, so its clock does not line up with its peers' (see docs/network.md)
+    # own start, so its clock does not line up with its peers' (README: "Network time")
     epoch: float | None = None
 
     def __post_init__(self) -> None:
