@@ -267,7 +267,7 @@ def test_hostile_bytes_are_dropped_and_counted_and_a_stopped_peer_resyncs(tmp_pa
         "bad_signature": 1,
     }
     wait_until(
-        lambda: all(drops().get(k, 0) >= v for k, v in expected.items()), 10, f"drops {expected}"
+        lambda: all(drops().get(k, 0) >= v for k, v in expected.items()), 30, f"drops {expected}"
     )
 
     # partition: c001 stops answering (SIGSTOP) for a few rounds, then comes back

@@ -238,3 +238,25 @@ def test_record_id_is_cached_per_object_and_not_encoded() -> None:
     assert decode(encode(vote)) == vote
     signed = sign(dataclasses.replace(vote, voter=ALICE.address), ALICE)
     assert record_id(signed) == record_id(dataclasses.replace(signed, signature=b""))
+
+
+def _fresh_id(rec: Any) -> bytes:
+    """record_id computed from scratch (a copy carries no kept id)."""
+    inner = rec.header if isinstance(rec, Block) else rec
+    return record_id(dataclasses.replace(inner))
+
+
+@settings(max_examples=60, deadline=None)
+@given(any_record, st.binary(max_size=80))
+def test_ids_kept_by_strict_decode_and_sign_equal_fresh_ids(rec: Any, sig: bytes) -> None:
+    if "signature" in {f.name for f in dataclasses.fields(rec)}:
+        rec = dataclasses.replace(rec, signature=sig)
+    block = Block.create(H1, 1, H2, 2.0, (Transaction(H1, 1.0, "k", None, 0, sig),), rec)
+    decoded = decode(encode(block))
+    for got in (decoded.header, decoded.transactions[0], decoded.header.extra):
+        assert record_id(got) == _fresh_id(got)
+    signed = sign(Transaction(ALICE.address, 1.0, "k", rec), ALICE)
+    assert "_fedledger_record_id" in signed.__dict__
+    assert record_id(signed) == _fresh_id(signed)
+    assert signature_ok(signed, ALICE.public)
+    assert record_id(decode(encode(signed))) == record_id(signed)

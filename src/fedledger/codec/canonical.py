@@ -38,7 +38,9 @@ Decoding is strict, because bytes from a peer are hostile until checked:
   dataclass is rebuilt through its constructor; an unknown type name is an error;
 - with ``strict=True`` (the default) the input must be the canonical encoding of the
   value it decodes to (checked by re-encoding), so a received record's bytes are the
-  same bytes every honest node would write for it.
+  same bytes every honest node would write for it. The re-encoding's field map of each
+  record is handed to the :func:`on_strict_decode` hooks (the ledger keeps record ids
+  from it instead of encoding each record once more).
 """
 
 from __future__ import annotations
@@ -151,14 +153,21 @@ def _hints(entry: _RecordType) -> tuple[tuple[str, Any], ...]:
 
 def encode(value: Any) -> bytes:
     """The canonical CBOR bytes of ``value``; CodecError says what is not encodable."""
-    native = _to_native(value, 0, "value")
+    return _encode(value, None)
+
+
+def _encode(value: Any, found: list[tuple[Any, cbor2.CBORTag]] | None) -> bytes:
+    """``encode``; with ``found``, each record met is appended with its CBOR tag."""
+    native = _to_native(value, 0, "value", found)
     try:
         return cbor2.dumps(native, canonical=True)
     except Exception as err:  # pragma: no cover - _to_native only builds encodable items
         raise CodecError(f"cbor2 could not encode the value: {err}") from None
 
 
-def _to_native(value: Any, depth: int, where: str) -> Any:
+def _to_native(
+    value: Any, depth: int, where: str, found: list[tuple[Any, cbor2.CBORTag]] | None = None
+) -> Any:
     if value is None or type(value) in _PLAIN_TYPES:
         return value
     if isinstance(value, bool | int | float | str | bytes):
@@ -169,20 +178,20 @@ def _to_native(value: Any, depth: int, where: str) -> Any:
         return _vector(value, where)
     entry = _BY_CLASS.get(type(value))
     if entry is not None:
-        return _record_to_native(value, entry, depth, where)
+        return _record_to_native(value, entry, depth, where, found)
     if isinstance(value, list | tuple):
-        return [_to_native(v, depth + 1, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_to_native(v, depth + 1, f"{where}[{i}]", found) for i, v in enumerate(value)]
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise CodecError(f"{where}: map keys must be str, got {type(k).__name__} {k!r}")
-            out[str(k)] = _to_native(v, depth + 1, f"{where}[{k!r}]")
+            out[str(k)] = _to_native(v, depth + 1, f"{where}[{k!r}]", found)
         return out
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
     if isinstance(value, np.generic):
-        return _to_native(value.item(), depth, where)
+        return _to_native(value.item(), depth, where, found)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         raise CodecError(
             f"{where}: dataclass {_path(type(value))} is not registered; "
@@ -214,7 +223,13 @@ def _vector(arr: np.ndarray, where: str) -> cbor2.CBORTag:
     return cbor2.CBORTag(TAG_FLOAT32_LE, arr.astype("<f4", copy=False).tobytes())
 
 
-def _record_to_native(value: Any, entry: _RecordType, depth: int, where: str) -> cbor2.CBORTag:
+def _record_to_native(
+    value: Any,
+    entry: _RecordType,
+    depth: int,
+    where: str,
+    found: list[tuple[Any, cbor2.CBORTag]] | None = None,
+) -> cbor2.CBORTag:
     fields = {}
     here = f"{where}<{entry.name}>"
     for name, hint in _hints(entry):
@@ -223,11 +238,34 @@ def _record_to_native(value: Any, entry: _RecordType, depth: int, where: str) ->
             item = conform(item, hint)
         except Mismatch as err:
             raise CodecError(f"{here}.{name}: {err}") from None
-        fields[name] = _to_native(item, depth + 1, f"{here}.{name}")
-    return cbor2.CBORTag(TAG_RECORD, [entry.name, fields])
+        fields[name] = _to_native(item, depth + 1, f"{here}.{name}", found)
+    tag = cbor2.CBORTag(TAG_RECORD, [entry.name, fields])
+    if found is not None:
+        found.append((value, tag))
+    return tag
 
 
 # ---------------------------------------------------------------- decoding
+
+_DECODED_HOOKS: list[Callable[[Any, str, dict[str, Any]], None]] = []
+
+
+def on_strict_decode(hook: Callable[[Any, str, dict[str, Any]], None]) -> None:
+    """Call ``hook(rec, type name, fields)`` for each record a strict decode returns.
+
+    ``fields`` is the record's CBOR-ready field map as the canonical check re-encoded
+    it (``encode_fields(name, fields)`` gives the record's canonical bytes), so a caller
+    can derive values from those bytes without encoding the record again. The hook must
+    not change ``fields``. Registered once per hook (by the module that needs it).
+    """
+    if hook not in _DECODED_HOOKS:
+        _DECODED_HOOKS.append(hook)
+
+
+def encode_fields(name: str, fields: Mapping[str, Any]) -> bytes:
+    """Canonical bytes of the record ``name`` whose CBOR-ready field map is ``fields``
+    (as given to an :func:`on_strict_decode` hook, possibly with values replaced)."""
+    return cbor2.dumps(cbor2.CBORTag(TAG_RECORD, [name, fields]), canonical=True)
 
 
 def _refuse_tag(decoder: Any) -> Any:
@@ -262,13 +300,17 @@ def decode(data: bytes, *, strict: bool = True) -> Any:
         raise CodecError(f"not valid fedledger CBOR ({len(data)} bytes): {text}") from None
     value = _from_native(native, 0, "value")
     if strict:
-        again = encode(value)
+        found: list[tuple[Any, cbor2.CBORTag]] | None = [] if _DECODED_HOOKS else None
+        again = _encode(value, found)
         if again != data:
             shown = f": {data.hex()} given, {again.hex()} expected" if len(data) <= 24 else ""
             raise CodecError(
                 f"bytes are not the canonical encoding of the value they hold "
                 f"({len(data)} bytes given, canonical form is {len(again)} bytes){shown}"
             )
+        for hook in _DECODED_HOOKS:
+            for rec, tag in found or ():
+                hook(rec, tag.value[0], tag.value[1])
     return value
 
 

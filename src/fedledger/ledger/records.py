@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from fedledger.codec import CodecError, encode, record
+from fedledger.codec.canonical import encode_fields, on_strict_decode
 from fedledger.crypto.keys import SCHEMES, CryptoError, KeyDirectory, KeyPair, PublicKey
 from fedledger.errors import FedledgerError
 from fedledger.ledger.merkle import merkle_root
@@ -347,7 +348,9 @@ def record_id(rec: Any) -> bytes:
     """SHA-256 of the canonical bytes of ``rec`` with its signature emptied (if it has one).
 
     For a Block this is its header's id (``Block.hash``). The id is computed once per
-    record object and kept on it (records are immutable values; see the module doc).
+    record object and kept on it (records are immutable values; see the module doc);
+    ``sign`` gives it to the signed copy, and a strict decode keeps the ids of the signed
+    records it returns from its canonical check (``_id_from_decode``).
     """
     if isinstance(rec, Block):
         rec = rec.header
@@ -361,6 +364,24 @@ def record_id(rec: Any) -> bytes:
     if slots is not None:
         slots[_ID_ATTR] = rid  # bypasses the frozen __setattr__; not a dataclass field
     return rid
+
+
+def _id_from_decode(rec: Any, name: str, fields: dict[str, Any]) -> None:
+    """Keep the id of a signed record that a strict decode just re-encoded: its
+    canonical bytes with the signature emptied are ``fields`` with ``signature`` set to
+    ``b""`` (CBOR maps count entries, not bytes), so this equals ``record_id(rec)``
+    without encoding the record again."""
+    if not isinstance(getattr(type(rec), "SIGNER", None), str) or "signature" not in fields:
+        return
+    slots = getattr(rec, "__dict__", None)
+    if slots is None or _ID_ATTR in slots:
+        return
+    if fields["signature"] != b"":
+        fields = {**fields, "signature": b""}
+    slots[_ID_ATTR] = hashlib.sha256(encode_fields(name, fields)).digest()
+
+
+on_strict_decode(_id_from_decode)
 
 
 def signer_of(rec: Any) -> bytes:
@@ -383,7 +404,11 @@ def sign(rec: R, keypair: KeyPair) -> R:
             f"cannot sign {type(inner).__name__}: its {type(inner).SIGNER} is "
             f"{short(signer)} but the key pair's address is {short(keypair.address)}"
         )
-    signed = dataclasses.replace(inner, signature=keypair.sign(signing_message(inner)))
+    rid = record_id(inner)
+    signed = dataclasses.replace(inner, signature=keypair.sign(SIGNING_CONTEXT + rid))
+    slots = getattr(signed, "__dict__", None)
+    if slots is not None:
+        slots[_ID_ATTR] = rid  # the id leaves the signature out, so the copy shares it
     if isinstance(rec, Block):
         return Block(signed, rec.transactions)  # type: ignore[return-value]
     return signed
