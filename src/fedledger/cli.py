@@ -84,10 +84,17 @@ def run(
     _print_summary(result.summary, result.run_dir, time.perf_counter() - started)
 
 
-def _print_summary(summary: dict, run_dir: Path, wall: float) -> None:
-    table = Table(title=f"fedledger run: {summary['name']}", show_header=False, min_width=50)
+def _key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    """The end-of-run summary layout: one bold key and its value per row."""
+    table = Table(title=title, show_header=False, min_width=50)
     table.add_column("key", style="bold")
     table.add_column("value")
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def _print_summary(summary: dict, run_dir: Path, wall: float) -> None:
     acc = summary["final_accuracy"]
     rows = [
         ("protocol", summary["protocol"]),
@@ -101,9 +108,7 @@ def _print_summary(summary: dict, run_dir: Path, wall: float) -> None:
         ("bytes sent", f"{summary['bytes_sent'] / 1e6:.2f} MB"),
         ("run directory", str(run_dir)),
     ]
-    for key, value in rows:
-        table.add_row(key, value)
-    console.print(table)
+    console.print(_key_value_table(f"fedledger run: {summary['name']}", rows))
 
 
 @app.command("list")
@@ -305,12 +310,9 @@ def localnet(
 
         result = run_localnet(net, on_tick)
     summary = result.summary
-    table = Table(title=f"fedledger localnet: {summary['name']}", show_header=False, min_width=50)
-    table.add_column("key", style="bold")
-    table.add_column("value")
     acc = summary["final_accuracy"]
     crashed = {n: c for n, c in result.exit_codes.items() if c not in (0, None)}
-    for key, value in (
+    rows = [
         ("protocol", summary["protocol"]),
         ("nodes (processes)", f"{summary['nodes']} ({len(crashed)} exited with an error)"),
         ("rounds / last step", f"{summary['rounds']} / {summary['last_step']}"),
@@ -320,16 +322,17 @@ def localnet(
         ("messages / bytes sent", f"{summary['messages']} / {summary['bytes_sent'] / 1e6:.2f} MB"),
         ("dropped (by reason)", json.dumps(summary["drops"]) if summary["drops"] else "0"),
         ("run directory", str(result.run_dir)),
-    ):
-        table.add_row(key, value)
+    ]
     late = summary.get("late_starts") or {}
     if late:
         slow = ", ".join(f"{n} +{s:.1f} s" for n, s in late.items())
-        table.add_row(
-            "started after the epoch",
-            f"{slow} (raise --start-delay above {summary['start_delay']:g} s)",
+        rows.append(
+            (
+                "started after the epoch",
+                f"{slow} (raise --start-delay above {summary['start_delay']:g} s)",
+            )
         )
-    console.print(table)
+    console.print(_key_value_table(f"fedledger localnet: {summary['name']}", rows))
     if result.interrupted:
         raise typer.Exit(code=130)
     if crashed or summary["nodes_halted"] == 0:

@@ -52,7 +52,7 @@ from fedledger.runtime.sim.compute import ComputeModel
 from fedledger.runtime.sim.network import NetworkModel
 
 if TYPE_CHECKING:
-    from fedledger.runtime.jobs import JobRunner
+    from fedledger.runtime.jobs import HonestSource, JobRunner
     from fedledger.storage.blobs import BlobStore
 
 
@@ -281,11 +281,15 @@ class Simulator:
             for other in self._pending_by_tag.pop(job.tag, []):
                 self._early[(other.node_id, other.job_id)] = self._compute(other)
             honest = tuple(self._honest_by_tag.get(job.tag, []))
-            started = wallclock.process_time()
-            result = self.jobs.run(pending.node_id, job, honest=lambda _tag: honest)
-            self.meters[pending.node_id].add("ml", wallclock.process_time() - started)
-            return result
+            return self._run_job(pending, honest=lambda _tag: honest)
         return self._compute(pending)
+
+    def _run_job(self, pending: _PendingJob, honest: HonestSource | None = None) -> JobResult:
+        """Run the job on its node's data, charging its CPU time to the node's ``ml``."""
+        started = wallclock.process_time()
+        result = self.jobs.run(pending.node_id, pending.job, honest=honest)
+        self.meters[pending.node_id].add("ml", wallclock.process_time() - started)
+        return result
 
     def _compute(self, pending: _PendingJob) -> JobResult:
         job = pending.job
@@ -293,9 +297,7 @@ class Simulator:
             tagged = self._pending_by_tag.get(job.tag)
             if tagged and pending in tagged:
                 tagged.remove(pending)
-        started = wallclock.process_time()
-        result = self.jobs.run(pending.node_id, job)
-        self.meters[pending.node_id].add("ml", wallclock.process_time() - started)
+        result = self._run_job(pending)
         if (
             self._track_honest
             and isinstance(job, TrainJob)
