@@ -27,6 +27,7 @@ from fedledger.cli import app
 from fedledger.experiment.config import load_config
 from fedledger.experiment.setup import build_protocol
 from fedledger.ledger.store import ChainStore
+from fedledger.protocols.dfl.state import STATE_KEY, ReputationState, decode_state
 from fedledger.protocols.posbfl.roles import assign_roles, role_counts
 from fedledger.runtime.node.localnet import Localnet
 from fedledger.runtime.services import node_keys
@@ -276,3 +277,83 @@ def test_posbfl_device_killed_with_sigkill_restarts_catches_up_and_takes_part(tm
         }
     took_part = [r for r in later if address in senders.get(r, set())]
     assert took_part, f"{victim}'s updates of rounds {later} are in no legal block"
+
+
+def _state(net: Localnet, node_id: str) -> ReputationState | None:
+    """The node's persisted reputation state, read from its store (node not running)."""
+    with ChainStore(net.node_dir(node_id) / "ledger.sqlite") as store:
+        data = store.get_state(STATE_KEY)
+    return None if data is None else decode_state(data)
+
+
+def _since_last_begin(net: Localnet, node_id: str) -> list[dict]:
+    rows = journal(net, node_id)
+    starts = [i for i, r in enumerate(rows) if r["kind"] == "begin"]
+    return rows[starts[-1] :] if starts else []
+
+
+def _metric(rows: list[dict], name: str) -> list[dict]:
+    return [r for r in rows if r["kind"] == "metric" and r["name"] == name]
+
+
+def test_dfl_node_killed_with_sigkill_resumes_with_its_reputation_table(tmp_path, nets):  # noqa: F811
+    # four nodes, 30 ticks; the victim dials all its neighbours (smallest id), so it is
+    # back on the network as soon as it listens again. It updates every second or two and
+    # a restart takes 5-10 s; one that begins only after the last tick still restores its
+    # table on Start (and halts at once), so a slow machine delays the test, never fails it
+    ticks = 30
+    config = write(
+        tmp_path,
+        {**DFL, "protocol": {**DFL["protocol"], "ticks": ticks}, "nodes": {"count": 4}},
+    )
+    victim = "n000"
+    delay = min(30.0, 8.0 + 1.5 * os.getloadavg()[0])  # DFL nodes may begin late
+    net = Localnet(
+        config,
+        out=tmp_path / "run",
+        node_args=("--start-wait", "10"),
+        timeout=150,
+        grace=10,
+        start_delay=delay,
+    )
+    nets.append(net)
+    net.start()
+    wait_until(
+        lambda: _metric(_since_last_begin(net, victim), "dfl_updates"),
+        delay + ticks,
+        f"a model update on {victim}",
+    )
+    proc = net.procs.procs[victim]
+    proc.signal(signal.SIGKILL)
+    assert proc.wait(5) == -signal.SIGKILL
+    journaled = max(r["value"] for r in _metric(journal(net, victim), "dfl_updates"))
+    durable = chain(net, victim)
+    saved = _state(net, victim)
+    # (a) persisted: the table after its last update, written before that update's metric
+    assert saved is not None and saved.reputation, f"{victim} persisted no reputation"
+    assert journaled <= saved.updates <= journaled + 1, (journaled, saved)
+
+    net.start_node(victim)  # same data dir, port and epoch
+    wait_until(lambda: len(begins(net, victim)) == 2, 90, f"{victim} to begin again")
+    assert net.wait(tick=0.2), f"the run did not complete: {net.procs.alive()} still running"
+    result = net.gather()
+    assert set(result.exit_codes.values()) == {0}, result.exit_codes  # (c) it finished
+
+    # (a) it resumed with the persisted table: on Start it emits what it restored
+    after = _since_last_begin(net, victim)
+    restored: dict[str, float] = {}
+    for r in after[1:]:  # the lines Start wrote, right after the begin line
+        if r["kind"] != "metric" or r["name"] != "dfl_reputation":
+            break
+        restored[r["tags"]["peer"]] = r["value"]
+    assert restored == saved.reputation, (restored, saved)
+    counted = [r["value"] for r in _metric(after, "dfl_updates")]
+    assert all(c > saved.updates for c in counted), (saved.updates, counted)  # counts on
+    # (b) its own chain kept every durable block and verifies
+    own = chain(net, victim)
+    assert own[: len(durable)] == durable, "a durable block was lost"
+    me = node_keys([r.plan for r in net.roles], net.config.seed)[victim].address
+    with ChainStore(net.node_dir(victim) / "ledger.sqlite") as store:
+        proposers = {b.header.proposer for b in store.canonical_chain() if b.height > 0}
+    assert proposers <= {me}, "another node's blocks are on its chain"
+    verify(net.run_dir)

@@ -8,7 +8,7 @@ import torch
 
 from fedledger.learning.data import DATASETS, FederatedData, prepare_federated_data
 from fedledger.learning.train import Learner, LearnerError
-from fedledger.learning.weights import Layout
+from fedledger.learning.weights import Layout, flatten, load_flat
 from fedledger.protocols.base import TrainSettings
 
 SETTINGS = TrainSettings(epochs=2, lr=0.05, batch_size=32, momentum=0.9)
@@ -89,3 +89,36 @@ def test_errors(learner: Learner, digits: FederatedData) -> None:
         learner.train(w, x[:2], np.array([0, 12]), SETTINGS, seed=0)
     with pytest.raises(LearnerError, match="batch_size >= 1"):
         learner.train(w, x, y, TrainSettings(batch_size=0), seed=0)
+
+
+def test_momentum_buffer_carries_a_solver_across_calls(
+    learner: Learner, digits: FederatedData
+) -> None:
+    """Two one-batch calls that hand the momentum buffer on give what one torch SGD
+    optimizer gives over the same two batches; without it momentum restarts at zero."""
+    node = digits.nodes[0].train
+    x1, y1, x2, y2 = node.x[:16], node.y[:16], node.x[16:32], node.y[16:32]
+    s = TrainSettings(epochs=1, lr=0.05, batch_size=16, momentum=0.9, weight_decay=1e-3)
+    w0 = learner.init_weights(7)
+    first = learner.train(w0, x1, y1, s, seed=1)
+    assert first.momentum_buffer is not None
+    # one step from a zero buffer: the buffer is the step divided by lr
+    np.testing.assert_allclose(first.momentum_buffer, (w0 - first.weights) / s.lr, atol=1e-4)
+    carried = learner.train(first.weights, x2, y2, s, 2, momentum_buffer=first.momentum_buffer)
+    fresh = learner.train(first.weights, x2, y2, s, 2)
+    assert not np.allclose(carried.weights, fresh.weights)
+
+    model = learner.module  # the reference: one optimizer over both batches
+    load_flat(model, w0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+    for x, y in ((x1, y1), (x2, y2)):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+        loss.backward()
+        opt.step()
+    np.testing.assert_allclose(carried.weights, flatten(model), atol=1e-5)
+
+    no_momentum = TrainSettings(epochs=1, lr=0.05, batch_size=16)
+    assert learner.train(w0, x1, y1, no_momentum, seed=1).momentum_buffer is None
+    with pytest.raises(LearnerError, match="momentum buffer has shape"):
+        learner.train(w0, x1, y1, s, 1, momentum_buffer=np.zeros(3, dtype=np.float32))

@@ -4,6 +4,7 @@ the named metrics nodes emit. Written as ``metrics.csv`` and ``metrics.jsonl``."
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -30,6 +31,7 @@ StepMetrics = Callable[[int, Mapping[NodeId, np.ndarray]], list[tuple[str, float
 #: Step metrics by protocol name: a factory given the model layout (names, shapes).
 STEP_METRICS: dict[str, Callable[[tuple[tuple[str, tuple[int, ...]], ...]], StepMetrics]] = {}
 STEP_NODE = "*"
+MEMO_SIZE = 8  # distinct models whose evaluation is kept for identical reports
 
 
 def step_metrics_for(
@@ -92,6 +94,9 @@ class MetricsRecorder:
         self.rows: list[ModelRow] = []
         self.metrics: list[MetricRow] = []
         self._latest: dict[NodeId, tuple[int, float, np.ndarray]] = {}
+        # the last few measured models by content: nodes that hold the same model (every
+        # PoS-BFL device after a block) are evaluated once
+        self._memo: dict[bytes, tuple[EvalResult, list[tuple[str, float, dict[str, str]]]]] = {}
 
     def on_report(self, node_id: NodeId, time: float, step: int, weights: np.ndarray) -> None:
         if self.step_metrics is not None:
@@ -125,8 +130,21 @@ class MetricsRecorder:
         self._latest.clear()
         self._steps.clear()
 
+    def _evaluated(
+        self, weights: np.ndarray
+    ) -> tuple[EvalResult, list[tuple[str, float, dict[str, str]]]]:
+        key = hashlib.blake2b(np.ascontiguousarray(weights).tobytes(), digest_size=20).digest()
+        found = self._memo.get(key)
+        if found is None:
+            extra = list(self.model_metrics(weights)) if self.model_metrics is not None else []
+            found = (self.evaluate(weights), extra)
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = found
+        return found
+
     def _measure(self, node_id: NodeId, time: float, step: int, weights: np.ndarray) -> None:
-        result = self.evaluate(weights)
+        result, extra = self._evaluated(weights)
         row = ModelRow(
             node_id,
             self.roles.get(node_id, ""),
@@ -137,10 +155,9 @@ class MetricsRecorder:
             result.loss,
         )
         self.rows.append(row)
-        if self.model_metrics is not None:
-            for name, value, tags in self.model_metrics(weights):
-                tags = {**tags, MEASURED_TAG[0]: MEASURED_TAG[1]}
-                self.metrics.append(MetricRow(node_id, name, step, time, value, tags))
+        for name, value, tags in extra:
+            tags = {**tags, MEASURED_TAG[0]: MEASURED_TAG[1]}
+            self.metrics.append(MetricRow(node_id, name, step, time, value, tags))
         if self.on_row is not None:
             self.on_row(row)
 

@@ -91,14 +91,22 @@ class Learner:
         load_flat(self.module, weights)
 
     def train(
-        self, weights: Vector, x: np.ndarray, y: np.ndarray, settings: TrainSettings, seed: int
+        self,
+        weights: Vector,
+        x: np.ndarray,
+        y: np.ndarray,
+        settings: TrainSettings,
+        seed: int,
+        momentum_buffer: Vector | None = None,
     ) -> TrainResult:
         """SGD from ``weights`` over (x, y) for ``settings.epochs`` epochs.
 
         Each epoch visits the samples in a fresh seeded random order, in mini-batches of
-        ``settings.batch_size`` (the last one may be smaller); momentum buffers start at
-        zero on every call. ``loss`` is the mean cross-entropy over the last epoch's
-        samples, as measured during training; ``num_samples`` is len(x).
+        ``settings.batch_size`` (the last one may be smaller). With momentum, the buffers
+        start from ``momentum_buffer`` (flat, the weights' layout) or at zero, and the
+        result carries them at the end, so a node can keep one solver across jobs.
+        ``loss`` is the mean cross-entropy over the last epoch's samples, as measured
+        during training; ``num_samples`` is len(x).
         """
         if len(x) == 0:
             raise LearnerError("cannot train on 0 samples")
@@ -118,6 +126,8 @@ class Learner:
             group.update(
                 lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
             )
+        if momentum_buffer is not None and settings.momentum > 0:
+            self._set_momentum(momentum_buffer)
         generator = torch.Generator().manual_seed(seed)
         n, bs = len(xt), settings.batch_size
         self.module.train()
@@ -132,8 +142,39 @@ class Learner:
                 loss.backward()
                 opt.step()
                 epoch_loss += loss.detach().double() * len(batch)
+        carried = self._momentum() if settings.momentum > 0 else None
         opt.state.clear()
-        return TrainResult(flatten(self.module), n, float(epoch_loss) / n)
+        return TrainResult(flatten(self.module), n, float(epoch_loss) / n, carried)
+
+    def _slices(self) -> list[tuple[torch.Tensor | None, int, int]]:
+        """(parameter or None for a buffer, offset, size) per state_dict entry."""
+        params = dict(self.module.named_parameters())
+        out, offset = [], 0
+        for name, tensor in self.module.state_dict().items():
+            out.append((params.get(name), offset, tensor.numel()))
+            offset += tensor.numel()
+        return out
+
+    def _set_momentum(self, buffer: Vector) -> None:
+        if buffer.shape != (self.layout.size,):
+            raise LearnerError(
+                f"momentum buffer has shape {tuple(buffer.shape)}, {self.model_name} expects "
+                f"({self.layout.size},)"
+            )
+        source = torch.from_numpy(np.array(buffer, dtype=np.float32))
+        for param, offset, size in self._slices():
+            if param is not None:
+                chunk = source[offset : offset + size].view_as(param).clone()
+                self._optimizer.state[param]["momentum_buffer"] = chunk
+
+    def _momentum(self) -> Vector:
+        out = np.zeros(self.layout.size, dtype=np.float32)
+        for param, offset, size in self._slices():
+            state = self._optimizer.state.get(param) if param is not None else None
+            buf = None if state is None else state.get("momentum_buffer")
+            if buf is not None:
+                out[offset : offset + size] = buf.detach().reshape(-1).numpy()
+        return out
 
     @torch.inference_mode()
     def _logits(self, x: torch.Tensor, batch_size: int) -> torch.Tensor:

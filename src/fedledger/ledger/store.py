@@ -12,6 +12,9 @@ genesis to head); the live leaves; the head; and, with a finality rule, the rule
 accepted finality votes, slashing evidence and committed/finalized marks. Blocks are read
 from disk on demand; only the finality tracker (votes, marks) is kept in memory.
 
+Node state (``put_state``/``get_state``): opaque bytes a protocol must not lose on a
+crash but keeps off chain (DFL's reputation table), one committed transaction per put.
+
 Head and finality: after every append (and every vote that finalizes a checkpoint) the
 fork choice picks the head among the leaves that descend from the last finalized block.
 Blocks off the finalized chain are stored but can never become head. A fork choice that
@@ -59,6 +62,14 @@ class UnknownParentError(InvalidBlockError):
 
 class ForkChoiceError(ChainStoreError):
     """The fork choice picked a head that is unknown or off the finalized chain."""
+
+
+class StateKeyError(ChainStoreError, ValueError):
+    """A node state key or value is not allowed (see ``ChainStore.put_state``)."""
+
+
+#: longest node state key, in characters
+MAX_STATE_KEY = 200
 
 
 @dataclass(frozen=True)
@@ -148,8 +159,7 @@ class ChainStore:
             self._db.execute(
                 "INSERT INTO blocks(hash, parent, height, proposer, timestamp, body) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (h, header.parent, header.height, header.proposer, header.timestamp,
-                 encode(block)),
+                (h, header.parent, header.height, header.proposer, header.timestamp, encode(block)),
             )
             self._db.executemany(
                 "INSERT OR IGNORE INTO txs(id, block, idx) VALUES (?, ?, ?)",
@@ -260,6 +270,24 @@ class ChainStore:
         """The last finalized block (the genesis without a finality rule)."""
         return self._need(self._root().hash)
 
+    # ------------------------------------------------------------ node state
+
+    def put_state(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key`` (replacing any older value), committed and synced
+        before it returns. ``key``: a non-empty str of at most MAX_STATE_KEY characters."""
+        _check_state_key(key)
+        if not isinstance(value, bytes):
+            raise StateKeyError(
+                f"node state {key!r}: value must be bytes, got {type(value).__name__}"
+            )
+        with self._tx():
+            sql.put_state(self._db, key, value)
+
+    def get_state(self, key: str) -> bytes | None:
+        """The value last stored under ``key``, or None if there is none."""
+        _check_state_key(key)
+        return sql.get_state(self._db, key)
+
     # ------------------------------------------------------------ queries
 
     def get(self, block_hash: bytes) -> Block | None:
@@ -276,9 +304,7 @@ class ChainStore:
         return self.height_of(block_hash) is not None  # type: ignore[arg-type]
 
     def height_of(self, block_hash: bytes) -> int | None:
-        row = self._db.execute(
-            "SELECT height FROM blocks WHERE hash = ?", (block_hash,)
-        ).fetchone()
+        row = self._db.execute("SELECT height FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
         return None if row is None else row[0]
 
     def head_hash(self) -> bytes:
@@ -370,6 +396,14 @@ class ChainStore:
 
     def __repr__(self) -> str:
         return f"ChainStore({str(self.db_path)!r})"
+
+
+def _check_state_key(key: object) -> None:
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_STATE_KEY:
+        raise StateKeyError(
+            f"node state key {repr(key)[:60]} ({type(key).__name__}) is not allowed: "
+            f"keys are non-empty str of at most {MAX_STATE_KEY} characters"
+        )
 
 
 class _Transaction:

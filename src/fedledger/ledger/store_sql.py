@@ -12,7 +12,11 @@ store's own logic. Tables:
 - ``tips(hash, height)``: leaves not yet known to be off the finalized chain;
 - ``committee(member)``, ``votes``, ``evidence``, ``marks(kind, hash, height)``: the
   finality rule's committee, accepted votes in order, slashing evidence, and the
-  committed / finalized checkpoints.
+  committed / finalized checkpoints;
+- ``node_state(key, value)``: the node's own durable key/value state (opaque bytes that
+  a protocol keeps beside its chain, e.g. DFL's reputation table); not part of the
+  ledger, so the audit does not read it. Added after schema version 1 without a version
+  bump: ``CREATE TABLE IF NOT EXISTS`` gives older files the table when they are opened.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ CREATE TABLE IF NOT EXISTS evidence(
 CREATE TABLE IF NOT EXISTS marks(
     kind TEXT NOT NULL CHECK(kind IN ('committed', 'finalized')),
     hash BLOB NOT NULL, height INTEGER NOT NULL, PRIMARY KEY(kind, hash)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS node_state(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -72,8 +77,9 @@ class SchemaError(FedledgerError):
 def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
     """Open the database in autocommit mode (transactions are explicit), WAL, FULL sync."""
     if read_only:
-        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True,
-                             isolation_level=None)
+        db = sqlite3.connect(
+            f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
+        )
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None)
@@ -105,6 +111,15 @@ def get_meta(db: sqlite3.Connection, key: str) -> Any:
 
 def set_meta(db: sqlite3.Connection, key: str, value: Any) -> None:
     db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+
+def get_state(db: sqlite3.Connection, key: str) -> bytes | None:
+    row = db.execute("SELECT value FROM node_state WHERE key = ?", (key,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def put_state(db: sqlite3.Connection, key: str, value: bytes) -> None:
+    db.execute("INSERT OR REPLACE INTO node_state(key, value) VALUES (?, ?)", (key, value))
 
 
 # ---------------------------------------------------------------- finality rule and votes
@@ -185,10 +200,12 @@ def load_votes(
     ]
     evidence = [
         SlashingEvidence(VoteStatus(r[0]), r[1], _vote(r[1], *r[2:6]), _vote(r[1], *r[6:10]))
-        for r in db.execute("SELECT kind, voter, earlier_source_height, earlier_source, "
-                            "earlier_target_height, earlier_target, offending_source_height, "
-                            "offending_source, offending_target_height, offending_target "
-                            "FROM evidence ORDER BY seq")
+        for r in db.execute(
+            "SELECT kind, voter, earlier_source_height, earlier_source, "
+            "earlier_target_height, earlier_target, offending_source_height, "
+            "offending_source, offending_target_height, offending_target "
+            "FROM evidence ORDER BY seq"
+        )
     ]
     return votes, evidence
 

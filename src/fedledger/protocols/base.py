@@ -92,6 +92,9 @@ class TrainJob:
         arrives over time; None means all of it.
     tag: groups the jobs of one round or tick for attacks that look at the honest
         updates of the same round (the simulator can give them those).
+    momentum_buffer: the SGD momentum buffer to start from (flat, the weights' shape),
+        for protocols whose node keeps one solver across jobs as Caffe does (DFL);
+        None starts from zero. Used only when ``settings.momentum`` > 0.
     """
 
     weights: Vector
@@ -99,6 +102,7 @@ class TrainJob:
     seed: int
     samples: tuple[int, int] | None = None
     tag: str = ""
+    momentum_buffer: Vector | None = None
 
 
 @dataclass(frozen=True)
@@ -114,9 +118,13 @@ Job = TrainJob | EvalJob
 
 @dataclass(frozen=True)
 class TrainResult:
+    """A trained model. ``momentum_buffer``: the SGD momentum buffer at the end (flat),
+    when the settings have momentum > 0, so a protocol can carry it to its next job."""
+
     weights: Vector
     num_samples: int
     loss: float
+    momentum_buffer: Vector | None = None
 
 
 @dataclass(frozen=True)
@@ -318,6 +326,9 @@ class Protocol(ABC):
     name: ClassVar[str]
     faults: ClassVar[tuple[str, ...]] = ()  # protocol-level fault names it understands
     uses_ledger: ClassVar[bool] = False  # the host then gives every node NodeServices
+    # one chain for all nodes: a real host catches a (re)starting node up from its peers'
+    # chains; False where every node keeps a chain of its own blocks (DFL)
+    shared_chain: ClassVar[bool] = True
 
     def __init__(self, params: BaseModel) -> None:
         self.params = params

@@ -101,7 +101,9 @@ class JobRunner:
         if job.samples is not None:
             start, stop = job.samples
             x, y = x[start:stop], y[start:stop]
-        result = self.learner.train(job.weights, x, y, job.settings, job.seed)
+        result = self.learner.train(
+            job.weights, x, y, job.settings, job.seed, momentum_buffer=job.momentum_buffer
+        )
         if node.attack is None:
             return result
         context = AttackContext(
@@ -112,4 +114,4 @@ class JobRunner:
         )
         poisoned = node.attack.poison_model(result.weights, context)
         weights = np.asarray(poisoned, dtype=np.float32)
-        return TrainResult(weights=weights, num_samples=result.num_samples, loss=result.loss)
+        return replace(result, weights=weights)

@@ -31,6 +31,7 @@ class Dfl(Protocol):
     name = "dfl"
     faults = (DUPLICATE,)
     uses_ledger = True
+    shared_chain = False  # a node's chain holds only its own blocks: no catch-up from peers
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
         params = self.params

@@ -10,7 +10,9 @@ on local data, and a signed receipt with eq. 1's received_at_ttl is appended; th
 transaction goes back to its generator and on to the neighbours while ttl allows. The
 model enters the buffer; a full buffer updates the node's model with the update rule.
 
-Blocks and confirmations are in :mod:`.chain`.
+Blocks and confirmations are in :mod:`.chain`. The reputation table and the update
+count are kept in the node's store after every update (:mod:`.state`) and restored on
+``Start``, with the chain and the newest recorded model.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from fedledger.protocols.base import (
     TrainJob,
     TrainResult,
 )
+from fedledger.protocols.dfl import state
 from fedledger.protocols.dfl import transactions as txs
 from fedledger.protocols.dfl.arrival import DataArrival
 from fedledger.protocols.dfl.buffer import ModelBuffer
@@ -97,6 +100,7 @@ class DflNode(ProtocolNode):
         self.updates = 0
         self.updating: tuple[ReceivedModel, ...] = ()
         self.latest_received: np.ndarray | None = None
+        self.momentum: np.ndarray | None = None  # the solver's buffer (keep_solver)
 
     # ------------------------------------------------------------ dispatch
 
@@ -132,7 +136,13 @@ class DflNode(ProtocolNode):
             self.nonce, self.seen, last = self.chain.restore()
         if last is not None:
             self._restore_model(last)
-        effects: list[Effect] = [SetTimer(END, max(0.0, self.p.ticks - now))]
+        with self.setup.meter.section("storage"):
+            saved = state.load(self.svc.ledger, self._drop)
+        effects: list[Effect] = []
+        if saved is not None:
+            self.updates, self.reputation = saved.updates, dict(saved.reputation)
+            effects += self._reputation_metrics(round(now))  # what it resumed with
+        effects.append(SetTimer(END, max(0.0, self.p.ticks - now)))
         effects.append(SetTimer(REPORT, self._until_report(now)))
         if not self.observer:
             effects.append(SetTimer(DATA, self.arrival.next_delay()))
@@ -171,8 +181,7 @@ class DflNode(ProtocolNode):
     def _report(self, now: float) -> list[Effect]:
         step = round(now)
         effects: list[Effect] = [ReportModel(step, self.weights)]
-        for peer, value in sorted(self.reputation.items()):
-            effects.append(EmitMetric("dfl_reputation", value, step, (("peer", peer),)))
+        effects += self._reputation_metrics(step)
         counts = dict(self.drops)
         for reason, n in self.verifier.counter.as_dict().items():
             if n:
@@ -181,6 +190,12 @@ class DflNode(ProtocolNode):
             effects.append(EmitMetric("dfl_rejects", float(n), step, (("reason", reason),)))
         effects.append(EmitMetric("dfl_blocks", float(self.chain.blocks), step))
         return effects
+
+    def _reputation_metrics(self, step: int) -> list[Effect]:
+        return [
+            EmitMetric("dfl_reputation", value, step, (("peer", peer),))
+            for peer, value in sorted(self.reputation.items())
+        ]
 
     # ------------------------------------------------------------ training
 
@@ -198,6 +213,7 @@ class DflNode(ProtocolNode):
             seed=derive_seed(self.setup.seed, "dfl-train", self.node_id, self.trainings),
             samples=window,
             tag=f"dfl-{self.node_id}-{self.trainings}",
+            momentum_buffer=self.momentum if self.p.keep_solver else None,
         )
         return [RunJob(f"train:{self.trainings}", job)]
 
@@ -231,7 +247,9 @@ class DflNode(ProtocolNode):
                 self.nonce,
             )
             self.nonce += 1
-            self.seen.add(self.chain.own.add(tx))
+            tx_id = self.chain.own.add(tx)
+            self.seen.add(tx_id)
+            self.verified.add(tx_id + tx.signature)  # signed here: not checked when it returns
             effects: list[Effect] = [Broadcast(Gossip(tx))]
             effects += self.chain.after_own_tx()
         return effects
@@ -297,6 +315,7 @@ class DflNode(ProtocolNode):
         kind, _, key = job_id.partition(":")
         if kind == "train" and isinstance(result, TrainResult):
             self.training = False
+            self.momentum = result.momentum_buffer
             if not self.observer:
                 self.weights = np.asarray(result.weights, dtype=np.float32)
             return [*self._publish(result, now), *self._maybe_train(now)]
@@ -347,4 +366,6 @@ class DflNode(ProtocolNode):
             )
         self.weights = np.asarray(model, dtype=np.float32)
         self.reputation = dict(table)
+        with self.setup.meter.section("storage"):
+            state.save(self.svc.ledger, self.updates, self.reputation)
         return [EmitMetric("dfl_updates", float(self.updates), int(now)), *self._maybe_update()]

@@ -27,6 +27,9 @@ class DflParams(BaseModel):
     finalize: "fraction_all" (at least ``finalize_fraction`` of all receipts confirmed)
         or "fraction_each" (at least that fraction of each transaction's receipts).
     update_rule: ``{name: <registered rule or "package.module:Class">, <param>: value}``.
+    keep_solver: carry the SGD momentum buffer from one training to the next, as the
+        authors' nodes keep one Caffe solver (momentum 0.9) for the whole run; False
+        restarts momentum at zero for every batch (then one-batch trainings get none).
     ticks: the node halts at this tick; report_every: ticks between model reports.
     """
 
@@ -48,6 +51,7 @@ class DflParams(BaseModel):
     finalize: Literal["fraction_all", "fraction_each"] = "fraction_all"
     finalize_fraction: float = Field(0.8, ge=0.0, le=1.0)
     update_rule: dict[str, Any] = Field(default_factory=lambda: {"name": "reputation-0.05"})
+    keep_solver: bool = True
     ticks: int = Field(1000, ge=1)
     report_every: int = Field(10, ge=1)
 

@@ -187,7 +187,7 @@ class NodeHost:
 
     async def _main(self) -> None:
         await self._wait_for_peers()
-        if self.services is not None:
+        if self.services is not None and self.exp.protocol.shared_chain:
             self.state = "syncing"
             await self._sync()
         ahead = -self._now()
