@@ -20,7 +20,15 @@ Ratio (Fig. 10): fully connected, IID, node 0 an observer, reputation-0.05, buff
 and 2 (update/train about 1:4, 1:1, 4:1); accuracy at quarters of the run.
 
 CPU split (Tables IV and VI): one honest IID run with messages pushed through the real
-codec; CPU seconds per activity (blockchain, network, ml, protocol) summed over nodes.
+codec; CPU seconds per activity (blockchain, network, ml, protocol, ...) summed over
+nodes, the records on the nodes' chains (blocks, transactions, receipts, confirmations)
+and the blockchain CPU per record. ``--model`` picks the model of every run (default:
+LeNet-5, MLP with --quick); ``--cpu-models lenet5,cnn`` runs the split once per model.
+The paper's model, "the LeNet example in Caffe" (conv 20@5x5, pool, conv 50@5x5, pool,
+FC 500, FC 10: 431,080 parameters), is our ``cnn``, not ``lenet5`` (61,706):
+
+    .venv/bin/python benchmarks/dfl_matrix.py --skip matrix,ratio --ticks 300 \
+        --cpu-models lenet5,cnn
 
 Writes dfl_matrix.json into --out (default benchmarks/out/) and prints the tables.
 """
@@ -57,17 +65,33 @@ PAPER_FAILS = {
 }
 
 
-def settings(args: argparse.Namespace) -> dict[str, Any]:
-    if args.quick:
-        model = {"name": "mlp", "hidden": [100]}
-        train = {"epochs": 2, "lr": 0.05, "batch_size": 16, "momentum": 0.5}
-    else:
-        model = {"name": "lenet5"}
-        train = {"epochs": 1, "lr": 0.01, "batch_size": 64, "momentum": 0.9, "weight_decay": 5e-4}
-    return {"model": model, "train": train}
+# Training settings per model family: the MLP's (the --quick runs) and the
+# convolutional nets' (LeNet-5 and the paper's Caffe LeNet, our ``cnn``).
+MLP_TRAIN = {"epochs": 2, "lr": 0.05, "batch_size": 16, "momentum": 0.5}
+CONV_TRAIN = {"epochs": 1, "lr": 0.01, "batch_size": 64, "momentum": 0.9, "weight_decay": 5e-4}
+# The paper's model ("the LeNet example in Caffe", 431,080 parameters) is our cnn.
+PAPER_MODEL = "cnn"
 
 
-def base_config(args: argparse.Namespace, seed: int, **protocol: Any) -> dict[str, Any]:
+def model_names() -> list[str]:
+    from fedledger.learning.models import MODELS
+
+    return MODELS.names()
+
+
+def settings(args: argparse.Namespace, model: str | None = None) -> dict[str, Any]:
+    """Model and training settings: ``model`` (default ``args.model``) by name; the MLP
+    gets one hidden layer of 100 and the MLP's training, the others the conv nets'."""
+    name = model or args.model
+    spec: dict[str, Any] = {"name": name}
+    if name == "mlp":
+        spec["hidden"] = [100]
+    return {"model": spec, "train": dict(MLP_TRAIN if name == "mlp" else CONV_TRAIN)}
+
+
+def base_config(
+    args: argparse.Namespace, seed: int, model: str | None = None, **protocol: Any
+) -> dict[str, Any]:
     proto = {
         "name": "dfl",
         "topology": "random",
@@ -91,7 +115,7 @@ def base_config(args: argparse.Namespace, seed: int, **protocol: Any) -> dict[st
             "test_fraction": 0.2,
             "val_fraction": 0.15,
         },
-        **settings(args),
+        **settings(args, model),
         "protocol": proto,
         "nodes": {"count": 10},
         "eval": {"batch_size": 2000},
@@ -108,8 +132,27 @@ def matrix_config(args, partition: str, attack: str, rule: str, seed: int) -> di
     return config
 
 
-def run_one(config: dict[str, Any]) -> dict[str, Any]:
-    """Run one experiment in a temporary directory; its summary and accuracy curve."""
+def chain_counts(run_dir: Path) -> dict[str, int]:
+    """Records on the nodes' canonical chains, summed over nodes (genesis left out)."""
+    from fedledger.ledger.store import ChainStore
+
+    counts = {"blocks": 0, "transactions": 0, "receipts": 0, "confirmations": 0}
+    for path in sorted(run_dir.glob("nodes/*/ledger.sqlite")):
+        with ChainStore(path) as store:
+            for block in store.canonical_chain():
+                if block.height == 0:
+                    continue
+                extra = block.header.extra
+                counts["blocks"] += 1
+                counts["transactions"] += len(block.transactions)
+                counts["receipts"] += len(getattr(extra, "receipts", ()))
+                counts["confirmations"] += len(getattr(extra, "confirmations", ()))
+    return counts
+
+
+def run_one(config: dict[str, Any], count_chain: bool = False) -> dict[str, Any]:
+    """Run one experiment in a temporary directory; its summary and accuracy curve
+    (and, with ``count_chain``, the records on its nodes' chains)."""
     import torch
 
     from fedledger.experiment.config import parse_config
@@ -124,6 +167,7 @@ def run_one(config: dict[str, Any]) -> dict[str, Any]:
             if row.honest:
                 curve.setdefault(row.step, []).append(row.accuracy)
         s = result.summary
+        chain = chain_counts(out / "run") if count_chain else None
         return {
             "accuracy": s["final_accuracy"],
             "curve": {step: sum(v) / len(v) for step, v in sorted(curve.items())},
@@ -133,6 +177,7 @@ def run_one(config: dict[str, Any]) -> dict[str, Any]:
             "receipts_per_block": s.get("dfl_receipts_per_block"),
             "reputation": s.get("dfl_reputation_final"),
             "wall": s["wall_seconds"],
+            "chain": chain,
         }
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -161,6 +206,68 @@ def print_matrix(cells: dict[tuple[str, str, str], list[dict[str, Any]]], rules:
             print(line)
 
 
+def parameters(model: dict[str, Any]) -> int | None:
+    """Trainable parameters of ``model`` on 1x28x28 MNIST with 10 classes."""
+    try:
+        from fedledger.learning.models import build_model, count_parameters
+
+        params = {k: v for k, v in model.items() if k != "name"}
+        return count_parameters(build_model(model["name"], (1, 28, 28), 10, params))
+    except Exception:  # only for the printout
+        return None
+
+
+def print_cpu(name: str, res: dict[str, Any], ticks: int) -> dict[str, Any]:
+    """Print one model's CPU split and on-chain counts; the figures for the JSON."""
+    cpu = res["cpu"]
+    total = sum(cpu.values())
+    nparams = parameters(settings(argparse.Namespace(model=name))["model"])
+    size = f"{nparams:,} parameters" if nparams else "parameters unknown"
+    paper = "; the paper's model, the Caffe LeNet" if name == PAPER_MODEL else ""
+    print(
+        f"\nCPU time per activity, all nodes, model {name} ({size}{paper}), {ticks} ticks "
+        "(Tables IV/VI; paper: blockchain < 5%)"
+    )
+    for activity, seconds in sorted(cpu.items()):
+        print(f"  {activity:10s} {seconds:9.3f} s  {100 * seconds / total:6.2f} %")
+    print(f"  {'total':10s} {total:9.3f} s")
+    print(
+        f"  blocks per node {res['blocks_per_node']}, receipts per block "
+        f"{res['receipts_per_block']}, confirmed receipts per block "
+        f"{res['confirmations_per_block']} (paper Table V/VII: 4 and 35.1 of 36)"
+    )
+    out: dict[str, Any] = {
+        "model": name,
+        "parameters": nparams,
+        "seconds": cpu,
+        "share": {a: v / total for a, v in cpu.items()},
+    }
+    chain = res.get("chain")
+    if chain:
+        records = sum(chain.values())
+        per = 1e6 * cpu.get("blockchain", 0.0) / records if records else float("nan")
+        print(
+            f"  on the nodes' chains: {chain['blocks']} blocks, {chain['transactions']} "
+            f"transactions, {chain['receipts']} receipts, {chain['confirmations']} "
+            f"confirmations; blockchain CPU {per:.0f} us per record on chain"
+        )
+        out["chain"] = chain
+        out["blockchain_us_per_record"] = per
+    return out
+
+
+def print_cpu_table(models: dict[str, dict[str, Any]]) -> None:
+    activities = sorted({a for m in models.values() for a in m["seconds"]})
+    print("\nCPU split per model (seconds, share of the total)")
+    print(f"  {'model':8s}" + "".join(f"{a:>20s}" for a in activities) + f"{'total':>10s}")
+    for name, m in models.items():
+        cells = "".join(
+            f"{m['seconds'].get(a, 0.0):>11.3f} s {100 * m['share'].get(a, 0.0):5.2f}%"
+            for a in activities
+        )
+        print(f"  {name:8s}{cells}{sum(m['seconds'].values()):>9.2f}s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="MLP, 300 ticks, one seed")
@@ -172,10 +279,28 @@ def main() -> None:
     parser.add_argument("--attacks", default=",".join(ATTACKS))
     parser.add_argument("--partitions", default=",".join(PARTITIONS))
     parser.add_argument("--skip", default="", help="comma list of: matrix, ratio, cpu")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model of every run (default: lenet5, mlp with --quick); the paper's model is "
+        f"{PAPER_MODEL}; one of: {', '.join(model_names())}",
+    )
+    parser.add_argument(
+        "--cpu-models",
+        default=None,
+        help="comma list of models: run the CPU split once per model (default: --model)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = parser.parse_args()
     args.ticks = args.ticks or (300 if args.quick else 1500)
     args.seeds = args.seeds or (1 if args.quick else 3)
+    args.model = args.model or ("mlp" if args.quick else "lenet5")
+    cpu_models = [m for m in (args.cpu_models or args.model).split(",") if m]
+    known = model_names()
+    bad_models = [m for m in [args.model, *cpu_models] if m not in known]
+    if bad_models:
+        allowed = ", ".join(known)
+        raise SystemExit(f"--model/--cpu-models: unknown {bad_models}; allowed: {allowed}")
     if not args.data.is_dir():
         raise SystemExit(f"no MNIST data at {args.data}; give --data DIR (IDX files)")
     rules = [r for r in args.rules.split(",") if r]
@@ -202,14 +327,15 @@ def main() -> None:
             )
             jobs.append((("ratio", label), config))
     if "cpu" not in skip:
-        config = base_config(args, 0, update_rule={"name": "reputation-0.05"})
-        config["network"] = {"encode": True}
-        jobs.append((("cpu",), config))
+        for name in cpu_models:
+            config = base_config(args, 0, model=name, update_rule={"name": "reputation-0.05"})
+            config["network"] = {"encode": True}
+            jobs.append((("cpu", name), config))
 
     started = time.perf_counter()
     print(f"{len(jobs)} runs, {args.ticks} ticks each, {args.jobs} at a time", flush=True)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [(key, pool.submit(run_one, config)) for key, config in jobs]
+        futures = [(key, pool.submit(run_one, config, key[0] == "cpu")) for key, config in jobs]
         results = []
         for i, (key, future) in enumerate(futures, 1):
             res = future.result()
@@ -217,7 +343,12 @@ def main() -> None:
             print(f"[{i}/{len(jobs)}] {' / '.join(key)}: {res['accuracy']:.3f}", flush=True)
 
     cells: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    report: dict[str, Any] = {"ticks": args.ticks, "seeds": args.seeds, "quick": args.quick}
+    report: dict[str, Any] = {
+        "ticks": args.ticks,
+        "seeds": args.seeds,
+        "quick": args.quick,
+        "model": args.model,
+    }
     for key, res in results:
         if key[0] == "matrix":
             cells.setdefault(key[1:], []).append(res)  # type: ignore[arg-type]
@@ -244,20 +375,14 @@ def main() -> None:
             values = "  ".join(f"t={s}: {res['curve'][s]:.3f}" for s in marks)
             print(f"  update/train {label} (buffer {ratios[label]}): {values}")
             report["ratio"][label] = res["curve"]
-    cpu_rows = [res for key, res in results if key[0] == "cpu"]
+    cpu_rows = [(key[1], res) for key, res in results if key[0] == "cpu"]
     if cpu_rows:
-        cpu = cpu_rows[0]["cpu"]
-        total = sum(cpu.values())
-        print("\nCPU time per activity, all nodes (Tables IV/VI; paper: blockchain < 5%)")
-        for activity, seconds in sorted(cpu.items()):
-            print(f"  {activity:10s} {seconds:9.3f} s  {100 * seconds / total:6.2f} %")
-        res = cpu_rows[0]
-        print(
-            f"  blocks per node {res['blocks_per_node']}, receipts per block "
-            f"{res['receipts_per_block']}, confirmed receipts per block "
-            f"{res['confirmations_per_block']} (paper Table V/VII: 4 and 35.1 of 36)"
-        )
-        report["cpu"] = {"seconds": cpu, "share": {a: v / total for a, v in cpu.items()}}
+        report["cpu_models"] = {}
+        for name, res in cpu_rows:
+            report["cpu_models"][name] = print_cpu(name, res, args.ticks)
+        report["cpu"] = report["cpu_models"][cpu_rows[0][0]]
+        if len(cpu_rows) > 1:
+            print_cpu_table(report["cpu_models"])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "dfl_matrix.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"\n{time.perf_counter() - started:.0f} s; wrote {args.out / 'dfl_matrix.json'}")

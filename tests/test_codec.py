@@ -373,3 +373,153 @@ def test_unresolvable_annotations_fall_back_per_field() -> None:
     assert decode(encode(LocalRef(2))) == LocalRef(2)
     with pytest.raises(CodecError, match="count: expected int, got str"):
         encode(LocalRef("2"))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the encoder against cbor2
+
+
+def _reference(value: Any, depth: int = 0) -> Any:
+    """The CBOR item tree cbor2 encodes (the codec's encoding before it wrote bytes
+    itself): ``cbor2.dumps(_reference(v), canonical=True)`` must equal ``encode(v)``."""
+    import dataclasses
+
+    import cbor2
+
+    from fedledger.codec.registry import by_class, hints_of
+    from fedledger.codec.schema import conform
+
+    if value is None or type(value) in (bool, int, float, str, bytes):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, np.ndarray):
+        return cbor2.CBORTag(85, value.astype("<f4").tobytes())
+    entry = by_class(type(value))
+    if entry is not None:
+        fields = {
+            name: _reference(conform(getattr(value, name), hint), depth + 1)
+            for name, hint in hints_of(entry)
+        }
+        return cbor2.CBORTag(27, [entry.name, fields])
+    if isinstance(value, list | tuple):
+        return [_reference(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {k: _reference(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    raise AssertionError(f"no reference for {value!r} ({dataclasses.is_dataclass(value)})")
+
+
+def _cbor2_canonical(value: Any) -> bytes:
+    import cbor2
+
+    return cbor2.dumps(_reference(value), canonical=True)
+
+
+wide_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.integers(min_value=-(2**66), max_value=2**66).map(lambda i: i * 2**3)
+    | st.floats()
+    | st.floats(width=32)
+    | st.floats(width=16)
+    | st.text(max_size=30)
+    | st.binary(max_size=300)
+)
+wide_values = st.recursive(
+    wide_leaves,
+    lambda inner: (
+        st.lists(inner, max_size=5).map(tuple)
+        | st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=30), inner, max_size=6)
+    ),
+    max_leaves=40,
+)
+wide_records = st.builds(
+    Bag,
+    owner=st.binary(max_size=300),
+    items=st.lists(st.integers(min_value=-(2**70), max_value=2**70), max_size=30).map(tuple),
+    extra=wide_values | st.builds(Point, st.floats(), st.integers(-5, 5), st.text(max_size=3)),
+    where=st.none() | st.builds(Point, st.floats(), st.floats(width=16)),
+    weights=st.none()
+    | st.lists(st.floats(width=32), max_size=5).map(lambda xs: np.array(xs, dtype=np.float32)),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(wide_values | wide_records)
+def test_encoder_writes_the_bytes_of_cbor2_canonical(value: Any) -> None:
+    assert encode(value) == _cbor2_canonical(value)
+
+
+def test_encoder_matches_cbor2_on_edge_values() -> None:
+    ints = [23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1, 2**64, 2**200]
+    negative = [-24, -25, -256, -257, -(2**64), -(2**64) - 1, -(2**200)]
+    floats = [0.0, -0.0, 5.960464477539063e-08, 2.0**-25, 65504.0, 65520.0, 2.0**-149]
+    floats += [3.4028234663852886e38, 3.4028235677973366e38, 1e300, -math.inf, 1e-310]
+    sized = ["x" * 23, "x" * 24, "x" * 255, "x" * 256, "é" * 40000, b"\x00" * 65536]
+    other = [{"a" * 23: 1, "b" * 24: 2, "": 3, "é": 4, "z": 5}, tuple(range(30)), Color.RED]
+    other += [np.float32(0.5), np.int64(-3), np.bool_(False)]
+    edges: list[Any] = [*ints, *negative, *floats, *sized, *other]
+    for value in edges:
+        assert encode(value) == _cbor2_canonical(value), value
+
+
+def test_kept_record_bytes_are_reused_and_respect_mutability() -> None:
+    from fedledger.codec.encoder import _KEPT_ATTR
+
+    point = Point(1.0, 2.0, "p")
+    data = encode(point)
+    assert point.__dict__[_KEPT_ATTR][0] == data  # immutable: kept
+    outer = Bag(b"o", (1, 2), extra=(point, point), where=point)
+    assert encode(outer) == _cbor2_canonical(outer)
+    assert _KEPT_ATTR in outer.__dict__
+    mutable = Bag(b"o", (), extra={"k": [1, 2]})
+    first = encode(mutable)
+    assert _KEPT_ATTR not in mutable.__dict__  # a dict inside: never kept
+    mutable.extra["k"].append(3)
+    assert encode(mutable) != first and encode(mutable) == _cbor2_canonical(mutable)
+    with_vector = Bag(b"o", (), weights=np.zeros(3, dtype=np.float32))
+    encode(with_vector)
+    assert _KEPT_ATTR not in with_vector.__dict__  # arrays are neither kept nor copied
+
+
+def test_kept_records_obey_the_depth_limit() -> None:
+    inner: Any = Point(0.0, 0.0)
+    assert len(encode(inner)) > 0
+    nested: Any = inner
+    for _ in range(MAX_DEPTH - 1):
+        nested = (nested,)
+    assert decode(encode(nested)) == nested  # 47 tuples + the record: 48 containers
+    with pytest.raises(CodecError, match="nesting deeper"):
+        encode((nested,))
+    deep_bag = Bag(b"o", (), extra=nested)  # the record's kept height is 49
+    with pytest.raises(CodecError, match="nesting deeper"):
+        encode(deep_bag)
+    for fresh in (False, True):
+        bag = Bag(b"o", (), extra=((((0,),),),))  # 5 containers: the bag and 4 tuples
+        if not fresh:
+            encode(bag)  # kept, with its height
+        fits: Any = bag
+        for _ in range(MAX_DEPTH - 5):
+            fits = (fits,)
+        assert decode(encode(fits)) == fits
+        with pytest.raises(CodecError, match="nesting deeper"):
+            encode((fits,))
+
+
+def test_encode_replacing_and_share_encoding() -> None:
+    from fedledger.codec.encoder import _KEPT_ATTR, encode_replacing, share_encoding
+
+    point = Point(1.0, 2.0, "p")
+    assert encode_replacing(point, "label", "q") == encode(Point(1.0, 2.0, "q"))
+    assert encode_replacing(point, "x", 3) == encode(Point(3.0, 2.0, "p"))  # conformed
+    with pytest.raises(CodecError, match="x: expected float"):
+        encode_replacing(point, "x", "3")
+    with pytest.raises(CodecError, match="no field 'z'"):
+        encode_replacing(point, "z", 1)
+    relabelled = Point(1.0, 2.0, "other label")
+    share_encoding(relabelled, point, "label")
+    assert relabelled.__dict__[_KEPT_ATTR][0] == encode(Point(1.0, 2.0, "other label"))
+    assert encode(relabelled) == _cbor2_canonical(relabelled)

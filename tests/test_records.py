@@ -260,3 +260,35 @@ def test_ids_kept_by_strict_decode_and_sign_equal_fresh_ids(rec: Any, sig: bytes
     assert record_id(signed) == _fresh_id(signed)
     assert signature_ok(signed, ALICE.public)
     assert record_id(decode(encode(signed))) == record_id(signed)
+
+
+def test_ids_and_bytes_are_pinned() -> None:
+    """Ids and canonical bytes (SHA-256 of them) of fixed DFL records, as computed by the
+    codec before it wrote its own bytes (cbor2 then): the encoder must never change them."""
+    import hashlib
+
+    from fedledger.protocols.dfl.messages import BlockBody, ConfirmRequest, Gossip, ModelTx
+
+    key = KeyPair.generate("ed25519", b"\x07" * 32)
+    h = bytes(range(32))
+    ref = ModelRef("bafkreiexample", h, 64)
+    tx = sign(Transaction(key.address, 12.5, "dfl.model", ModelTx(112.5, ref, 2, h), 3), key)
+    rc = sign(Receipt(key.address, record_id(tx), 1, 0.8125, 13.0), key)
+    conf = sign(Confirmation(key.address, h, (record_id(rc),), 20.25), key)
+    body = BlockBody(h, (rc,), (conf,))
+    blk = sign(Block.create(h, 4, key.address, 21.0, (tx,), body), key)
+    vote = sign(Vote(key.address, h, -1, 7, 1e-7), key)
+    pinned = {
+        "tx": (tx, "a1a92ade", "3b4ca7d2"),
+        "receipt": (rc, "d1603e85", "685b63e2"),
+        "confirmation": (conf, "e337e412", "ab4df713"),
+        "block": (blk, "f8173ed1", "8790d499"),
+        "vote": (vote, "edf9736a", "f0992905"),
+    }
+    for name, (rec, rid, data) in pinned.items():
+        assert record_id(rec).hex()[:8] == rid, name
+        assert hashlib.sha256(encode(rec)).hexdigest()[:8] == data, name
+        fresh = decode(encode(rec))  # ids from a strict decode's kept bytes
+        assert record_id(fresh).hex()[:8] == rid, name
+    assert hashlib.sha256(encode(Gossip(tx, (rc,)))).hexdigest()[:8] == "c3ab23f0"
+    assert hashlib.sha256(encode(ConfirmRequest(blk))).hexdigest()[:8] == "f934c2fa"

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from fedledger.codec import CodecError, encode, record
-from fedledger.codec.canonical import encode_fields, on_strict_decode
+from fedledger.codec.encoder import encode_replacing, share_encoding
 from fedledger.crypto.keys import SCHEMES, CryptoError, KeyDirectory, KeyPair, PublicKey
 from fedledger.errors import FedledgerError
 from fedledger.ledger.merkle import merkle_root
@@ -336,7 +336,10 @@ def _signed(rec: Any) -> Any:
     """The record that carries the signature (a Block's header), or RecordError."""
     if isinstance(rec, Block):
         return rec.header
-    if not dataclasses.is_dataclass(rec) or not isinstance(getattr(rec, "SIGNER", None), str):
+    kind = type(rec)
+    if not hasattr(kind, "__dataclass_fields__") or not isinstance(
+        getattr(kind, "SIGNER", None), str
+    ):
         raise RecordError(
             f"{type(rec).__name__} is not a signed record type (signed types declare a SIGNER "
             "field: Transaction, BlockHeader, Block, Vote, Receipt, Confirmation)"
@@ -349,39 +352,23 @@ def record_id(rec: Any) -> bytes:
 
     For a Block this is its header's id (``Block.hash``). The id is computed once per
     record object and kept on it (records are immutable values; see the module doc);
-    ``sign`` gives it to the signed copy, and a strict decode keeps the ids of the signed
-    records it returns from its canonical check (``_id_from_decode``).
+    ``sign`` gives it to the signed copy. The bytes come from the codec's kept pieces of
+    the record where it has them (a record decoded strictly, or encoded before), so a
+    received record is hashed, not encoded again (``codec.encoder``).
     """
     if isinstance(rec, Block):
         rec = rec.header
     slots = getattr(rec, "__dict__", None)
     if slots is not None and _ID_ATTR in slots:
         return slots[_ID_ATTR]
-    unsigned = rec
     if getattr(rec, "signature", b"") != b"" and dataclasses.is_dataclass(rec):
-        unsigned = dataclasses.replace(rec, signature=b"")
-    rid = hashlib.sha256(encode(unsigned)).digest()
+        data = encode_replacing(rec, "signature", b"")
+    else:
+        data = encode(rec)
+    rid = hashlib.sha256(data).digest()
     if slots is not None:
         slots[_ID_ATTR] = rid  # bypasses the frozen __setattr__; not a dataclass field
     return rid
-
-
-def _id_from_decode(rec: Any, name: str, fields: dict[str, Any]) -> None:
-    """Keep the id of a signed record that a strict decode just re-encoded: its
-    canonical bytes with the signature emptied are ``fields`` with ``signature`` set to
-    ``b""`` (CBOR maps count entries, not bytes), so this equals ``record_id(rec)``
-    without encoding the record again."""
-    if not isinstance(getattr(type(rec), "SIGNER", None), str) or "signature" not in fields:
-        return
-    slots = getattr(rec, "__dict__", None)
-    if slots is None or _ID_ATTR in slots:
-        return
-    if fields["signature"] != b"":
-        fields = {**fields, "signature": b""}
-    slots[_ID_ATTR] = hashlib.sha256(encode_fields(name, fields)).digest()
-
-
-on_strict_decode(_id_from_decode)
 
 
 def signer_of(rec: Any) -> bytes:
@@ -396,21 +383,42 @@ def signing_message(rec: Any) -> bytes:
 
 
 def sign(rec: R, keypair: KeyPair) -> R:
-    """A copy of ``rec`` signed by ``keypair``, whose address must be the record's signer."""
+    """A copy of ``rec`` signed by ``keypair``, whose address must be the record's signer.
+
+    The copy keeps the record's id and its canonical bytes with the signature put in
+    (see ``codec.encoder.share_encoding``), so neither is computed again."""
     inner = _signed(rec)
-    signer = getattr(inner, type(inner).SIGNER)
-    if keypair.address != signer:
+    signer_field = type(inner).SIGNER
+    signer = getattr(inner, signer_field)
+    address = keypair.address
+    if address != signer:
         raise RecordError(
-            f"cannot sign {type(inner).__name__}: its {type(inner).SIGNER} is "
-            f"{short(signer)} but the key pair's address is {short(keypair.address)}"
+            f"cannot sign {type(inner).__name__}: its {signer_field} is "
+            f"{short(signer)} but the key pair's address is {short(address)}"
         )
     rid = record_id(inner)
-    signed = dataclasses.replace(inner, signature=keypair.sign(SIGNING_CONTEXT + rid))
+    signed = _with_signature(inner, keypair.sign(SIGNING_CONTEXT + rid))
     slots = getattr(signed, "__dict__", None)
     if slots is not None:
         slots[_ID_ATTR] = rid  # the id leaves the signature out, so the copy shares it
+        share_encoding(signed, inner, "signature")  # and its bytes, but the signature
     if isinstance(rec, Block):
         return Block(signed, rec.transactions)  # type: ignore[return-value]
+    return signed
+
+
+def _with_signature(inner: Any, signature: bytes) -> Any:
+    """``dataclasses.replace(inner, signature=signature)``; for records that keep their
+    fields in ``__dict__``, a copy of it without running the constructor's checks
+    again (every other field was checked when ``inner`` was built, and a signature
+    from ``KeyPair.sign`` is bytes)."""
+    slots = getattr(inner, "__dict__", None)
+    if slots is None or "signature" not in slots or not isinstance(signature, bytes):
+        return dataclasses.replace(inner, signature=signature)
+    signed = object.__new__(type(inner))
+    fields = signed.__dict__
+    fields.update(slots)
+    fields["signature"] = signature
     return signed
 
 

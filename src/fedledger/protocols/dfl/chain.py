@@ -36,10 +36,23 @@ class ChainWork:
     block_timer: bool = False
     blocks: int = 0
     failed: int = 0
+    head: Block | None = None  # the ledger's head, kept so a draft does not re-read it
+    _genesis: bytes = field(default=b"", init=False, repr=False)
 
     @property
     def genesis(self) -> bytes:
-        return self.services.genesis.hash
+        """The genesis block's hash (read once: it never changes)."""
+        if not self._genesis:
+            self._genesis = self.services.genesis.hash
+        return self._genesis
+
+    def head_block(self) -> Block:
+        """The ledger's head block: the one kept in memory while it is still the head
+        (only this node appends to its ledger; the head's hash is checked all the same)."""
+        head = self.head
+        if head is None or self.services.ledger.head_hash() != head.hash:
+            head = self.head = self.services.ledger.head()
+        return head
 
     # ------------------------------------------------------------ restart
 
@@ -49,6 +62,7 @@ class ChainWork:
         me = self.services.keys.address
         nonce, seen, last = 0, set(), None
         for block in self.services.ledger.canonical_chain():
+            self.head = block  # the last one is the head
             if block.height == 0:
                 continue
             for tx in block.transactions:
@@ -76,7 +90,7 @@ class ChainWork:
         txs = self.own.oldest(self.params.block_txs)
         keys = self.services.keys
         self.draft = blocks.draft_block(
-            keys, self.services.ledger.head(), now, txs, self.own.receipts_of(txs), self.genesis
+            keys, self.head_block(), now, txs, self.own.receipts_of(txs), self.genesis
         )
         self.digest = blocks.draft_digest(self.draft)
         self.confirmations = {}
@@ -128,6 +142,7 @@ class ChainWork:
             return [EmitMetric("dfl_block_failed", 1.0, step), *self.after_own_tx()]
         block = blocks.final_block(self.services.keys, draft, confs)
         self.services.ledger.append(block)
+        self.head = block
         self.blocks += 1
         body = blocks.body_of(block)
         return [

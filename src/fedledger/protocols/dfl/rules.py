@@ -9,7 +9,7 @@
   already received from another generator (the fake-contribution attack). It averages
   the rest weighted by reputation (optionally times accuracy, which hurts on non-IID
   data, where an honest neighbour's model may score low on local labels) and mixes in
-  ``own_weight`` of the own model (0.2: more consensus than eq. 2's 0.5, which is what
+  ``own_weight`` of the own model (0.1: more consensus than eq. 2's 0.5, which is what
   non-IID nodes need). Reputation is additive: +reward when accepted, -penalty when
   refused, 0 for a copier; it starts at ``initial`` and grows only by contributing
   models that pass the filters.
@@ -70,7 +70,7 @@ class FilteredParams(BaseModel):
     initial: float = Field(0.5, ge=0.0, le=1.0)
     reward: float = Field(0.05, ge=0.0, le=1.0)
     penalty: float = Field(0.1, ge=0.0, le=1.0)
-    own_weight: float = Field(0.2, gt=0.0, lt=1.0, description="share of the own model")
+    own_weight: float = Field(0.1, gt=0.0, lt=1.0, description="share of the own model")
     by_accuracy: bool = Field(False, description="weight by reputation * accuracy, not reputation")
 
 
