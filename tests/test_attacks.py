@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from statistics import NormalDist
 
 import numpy as np
@@ -379,3 +380,30 @@ def test_registered_names() -> None:
         "lazy", "free_rider", "sybil",
     }  # fmt: skip
     assert expected <= set(ATTACKS.names())
+
+
+def test_model_attacks_wrap_only_shared_training_jobs() -> None:
+    """A malicious node's update is poisoned; a model it trains for itself only
+    (``TrainJob(shared=False)``, a PoS-BFL validator's reference model) is not."""
+    from fedledger.learning.data import DATASETS, prepare_federated_data
+    from fedledger.learning.train import Learner
+    from fedledger.protocols.base import TrainJob, TrainSettings
+    from fedledger.runtime.jobs import JobRunner, NodeLearning
+
+    data = prepare_federated_data(DATASETS.build("digits"), 2, "iid", seed=0)
+    learner = Learner("mlp", {"hidden": [8]}, data.input_shape, data.num_classes)
+    runner = JobRunner(
+        learner,
+        {
+            "bad": NodeLearning(data.nodes[0], build("gaussian_noise", sigma=1.0)),
+            "good": NodeLearning(data.nodes[0]),
+        },
+        seed=0,
+    )
+    job = TrainJob(learner.init_weights(0), TrainSettings(batch_size=16), seed=3)
+    honest = runner.run("good", job).weights
+    poisoned = runner.run("bad", job).weights
+    kept = runner.run("bad", replace(job, shared=False)).weights
+    assert np.array_equal(kept, honest)
+    assert float(np.std(poisoned - honest)) > 0.5  # N(0, 1) noise on every weight
+    assert not runner.needs_honest("bad", replace(job, shared=False))

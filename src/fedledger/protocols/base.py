@@ -95,6 +95,10 @@ class TrainJob:
     momentum_buffer: the SGD momentum buffer to start from (flat, the weights' shape),
         for protocols whose node keeps one solver across jobs as Caffe does (DFL);
         None starts from zero. Used only when ``settings.momentum`` > 0.
+    shared: whether the trained model leaves the node as its update (the default). A
+        model attack (noise, sign flip, ...) wraps only shared models; a model the node
+        keeps for itself (a PoS-BFL validator's reference model) is trained honestly, as
+        a malicious device misbehaves when it is a worker.
     """
 
     weights: Vector
@@ -103,6 +107,7 @@ class TrainJob:
     samples: tuple[int, int] | None = None
     tag: str = ""
     momentum_buffer: Vector | None = None
+    shared: bool = True
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ class JobRunner:
         return node is not None and node.attack is not None and node.attack.omniscient
 
     def needs_honest(self, node_id: NodeId, job: Job) -> bool:
-        return isinstance(job, TrainJob) and self.is_omniscient(node_id)
+        return isinstance(job, TrainJob) and job.shared and self.is_omniscient(node_id)
 
     def num_samples(self, node_id: NodeId) -> int:
         node = self._nodes.get(node_id)
@@ -104,7 +104,7 @@ class JobRunner:
         result = self.learner.train(
             job.weights, x, y, job.settings, job.seed, momentum_buffer=job.momentum_buffer
         )
-        if node.attack is None:
+        if node.attack is None or not job.shared:
             return result
         context = AttackContext(
             start=job.weights,

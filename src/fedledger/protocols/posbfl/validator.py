@@ -8,11 +8,12 @@ Vote rules (``params.validation``):
 - ``reference``: negative iff max(A(G_{j-1}), A(R_v)) - A(L) > vh, where R_v is the
   validator's own model trained from G_{j-1} for ``reference_epochs`` (default: the
   workers' ``local_epochs``) on its local training data, as in Chen et al.'s validation
-  [30]. The stale global model alone is a
-  weak yardstick: while it is still poor (the first rounds, or after noise got in) a
-  noisy update loses little against it, but it loses a lot against a freshly trained
-  model. The yardstick does not depend on the other workers, so it holds however many
-  of them are malicious.
+  [30]. A malicious device trains its reference model honestly (``TrainJob.shared`` is
+  False): the paper's malicious devices add noise when they are workers. The stale
+  global model alone is a weak yardstick: while it is still poor (the first rounds, or
+  after noise got in) a noisy update loses little against it, but it loses a lot
+  against a freshly trained model. The yardstick does not depend on the other workers,
+  so it holds however many of them are malicious.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class ValidatorRole:
                 settings=replace(ctx.setup.train, epochs=self.reference_epochs),
                 seed=derive_seed(ctx.setup.seed, "posbfl-reference", ctx.node_id, self.roles.round),
                 tag=f"posbfl-reference-{self.roles.round}",
+                shared=False,  # the validator's yardstick: a model attack does not touch it
             )
             effects.append(RunJob(self.reference_job, job))
         return effects
