@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from fedledger.ledger.records import (
     record_id,
     short,
 )
+from fedledger.ledger.refs import model_refs
 from fedledger.ledger.verify import Rejected, RejectReason, Verifier
 from fedledger.storage import BlobError, BlobStore, InvalidCidError, sha256_of_cid
 
@@ -197,7 +196,7 @@ class NodeAudit:
         self._tx_index(db, block, height, h)
         for i, tx in enumerate(block.transactions):
             self.transactions += 1
-            for ref in _model_refs(tx.payload):
+            for ref in model_refs(tx.payload):
                 self._model_ref(ref, height, h, i)
         return block
 
@@ -324,20 +323,3 @@ class NodeAudit:
         self.final_chain = {
             ht: h for ht, h in canonical.items() if ht <= self.finalized and ht % rule.interval == 0
         }
-
-
-def _model_refs(value: Any, depth: int = 0) -> Iterator[ModelRef]:
-    """Every ModelRef inside a payload (records, tuples, lists and dict values)."""
-    if depth > 48:
-        return
-    if isinstance(value, ModelRef):
-        yield value
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            yield from _model_refs(getattr(value, f.name), depth + 1)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _model_refs(item, depth + 1)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _model_refs(item, depth + 1)

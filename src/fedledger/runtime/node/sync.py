@@ -16,12 +16,12 @@ wire two stores together without sockets.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from fedledger.codec import encode
-from fedledger.ledger.records import Block, ModelRef
+from fedledger.ledger.records import Block
+from fedledger.ledger.refs import model_refs
 from fedledger.ledger.store import ChainStore, ChainStoreError
 from fedledger.ledger.verify import Rejected, Verifier
 from fedledger.runtime.node.wire import BlocksReply, BlocksRequest
@@ -62,23 +62,6 @@ def serve_blocks(ledger: ChainStore, request: BlocksRequest, max_bytes: int) -> 
         size += len(raw)
         height += 1
     return BlocksReply(request.req_id, head, tuple(out))
-
-
-def model_refs(value: Any, depth: int = 0) -> Iterator[ModelRef]:
-    """Every ModelRef inside a transaction payload (records, tuples, maps)."""
-    if depth > 16:
-        return
-    if isinstance(value, ModelRef):
-        yield value
-    elif is_dataclass(value) and not isinstance(value, type):
-        for f in fields(value):
-            yield from model_refs(getattr(value, f.name), depth + 1)
-    elif isinstance(value, tuple | list):
-        for item in value:
-            yield from model_refs(item, depth + 1)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from model_refs(item, depth + 1)
 
 
 async def catch_up(
