@@ -51,6 +51,7 @@ class Learner:
             )
         self.layout: Layout = Layout.of(self.module)
         self._optimizer = torch.optim.SGD(self.module.parameters(), lr=0.1)
+        self._slices = self._parameter_slices()
 
     @property
     def num_weights(self) -> int:
@@ -146,14 +147,15 @@ class Learner:
         opt.state.clear()
         return TrainResult(flatten(self.module), n, float(epoch_loss) / n, carried)
 
-    def _slices(self) -> list[tuple[torch.Tensor | None, int, int]]:
-        """(parameter or None for a buffer, offset, size) per state_dict entry."""
+    def _parameter_slices(self) -> tuple[tuple[torch.Tensor | None, int, int], ...]:
+        """(parameter or None for a buffer, offset, size) per state_dict entry: where each
+        parameter's momentum buffer lies in the flat layout (the module never changes)."""
         params = dict(self.module.named_parameters())
         out, offset = [], 0
         for name, tensor in self.module.state_dict().items():
             out.append((params.get(name), offset, tensor.numel()))
             offset += tensor.numel()
-        return out
+        return tuple(out)
 
     def _set_momentum(self, buffer: Vector) -> None:
         if buffer.shape != (self.layout.size,):
@@ -161,15 +163,15 @@ class Learner:
                 f"momentum buffer has shape {tuple(buffer.shape)}, {self.model_name} expects "
                 f"({self.layout.size},)"
             )
-        source = torch.from_numpy(np.array(buffer, dtype=np.float32))
-        for param, offset, size in self._slices():
+        source = torch.from_numpy(np.ascontiguousarray(buffer, dtype=np.float32))  # chunks cloned
+        for param, offset, size in self._slices:
             if param is not None:
                 chunk = source[offset : offset + size].view_as(param).clone()
                 self._optimizer.state[param]["momentum_buffer"] = chunk
 
     def _momentum(self) -> Vector:
         out = np.zeros(self.layout.size, dtype=np.float32)
-        for param, offset, size in self._slices():
+        for param, offset, size in self._slices:
             state = self._optimizer.state.get(param) if param is not None else None
             buf = None if state is None else state.get("momentum_buffer")
             if buf is not None:
