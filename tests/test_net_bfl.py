@@ -116,21 +116,50 @@ def begins(net: Localnet, node_id: str) -> list[dict]:
     return [r for r in journal(net, node_id) if r["kind"] == "begin"]
 
 
-def test_posbfl_localnet_of_five_devices_agrees_on_one_chain(tmp_path, nets):  # noqa: F811
-    delay = start_delay()
+def since_last_begin(net: Localnet, node_id: str) -> list[dict]:
+    """The node's journal lines since it last began (its current life)."""
+    rows = journal(net, node_id)
+    starts = [i for i, r in enumerate(rows) if r["kind"] == "begin"]
+    return rows[starts[-1] :] if starts else []
+
+
+def metric_rows(rows: list[dict], name: str) -> list[dict]:
+    return [r for r in rows if r["kind"] == "metric" and r["name"] == name]
+
+
+def launch(running: list, config: Path, out: Path, timeout: float, start_delay: float) -> Localnet:
+    """Start a localnet (stopped and checked by the ``nets`` fixture)."""
     net = Localnet(
-        write(tmp_path, POSBFL),
-        out=tmp_path / "run",
+        config,
+        out=out,
         node_args=("--start-wait", "10"),
-        timeout=120,
+        timeout=timeout,
         grace=10,
-        start_delay=delay,
+        start_delay=start_delay,
     )
-    nets.append(net)
+    running.append(net)
     net.start()
-    assert net.wait(tick=0.2), f"not all devices halted: {net.procs.alive()}"
+    return net
+
+
+def kill9(net: Localnet, node_id: str) -> None:
+    proc = net.procs.procs[node_id]
+    proc.signal(signal.SIGKILL)
+    assert proc.wait(5) == -signal.SIGKILL
+
+
+def finish(net: Localnet):  # type: ignore[no-untyped-def]
+    """Wait for every node to halt; the gathered result, every exit code 0."""
+    assert net.wait(tick=0.2), f"not all nodes halted: {net.procs.alive()}"
     result = net.gather()
     assert set(result.exit_codes.values()) == {0}, result.exit_codes
+    return result
+
+
+def test_posbfl_localnet_of_five_devices_agrees_on_one_chain(tmp_path, nets):  # noqa: F811
+    delay = start_delay()
+    net = launch(nets, write(tmp_path, POSBFL), tmp_path / "run", 120, delay)
+    result = finish(net)
     assert result.summary["nodes_halted"] == 5
     late = result.summary["late_starts"]
     assert late == {}, f"the machine is too slow for a start delay of {delay} s: late {late}"
@@ -148,19 +177,8 @@ def test_posbfl_localnet_of_five_devices_agrees_on_one_chain(tmp_path, nets):  #
 def test_dfl_localnet_runs_thirty_ticks_and_every_chain_verifies(tmp_path, nets):  # noqa: F811
     # DFL is asynchronous: nodes need not start together, so the epoch comes early and a
     # node that is up only after it begins at the network's current time
-    net = Localnet(
-        write(tmp_path, DFL),
-        out=tmp_path / "run",
-        node_args=("--start-wait", "10"),
-        timeout=120,
-        grace=10,
-        start_delay=10.0,
-    )
-    nets.append(net)
-    net.start()
-    assert net.wait(tick=0.2), f"not all nodes halted: {net.procs.alive()}"
-    result = net.gather()
-    assert set(result.exit_codes.values()) == {0}, result.exit_codes
+    net = launch(nets, write(tmp_path, DFL), tmp_path / "run", 120, 10.0)
+    finish(net)
     ticks = DFL["protocol"]["ticks"]
     for node_id in net.ids:
         rows = journal(net, node_id)
@@ -169,7 +187,7 @@ def test_dfl_localnet_runs_thirty_ticks_and_every_chain_verifies(tmp_path, nets)
         assert begin["time"] == pytest.approx(max(0.0, begin["late"]), abs=0.5), begin
         halt = [r for r in rows if r["kind"] == "halt"]
         assert len(halt) == 1 and ticks <= halt[0]["time"] < ticks + 3, (node_id, halt)
-        updates = [r for r in rows if r["kind"] == "metric" and r["name"] == "dfl_updates"]
+        updates = metric_rows(rows, "dfl_updates")
         assert updates, f"{node_id} never updated its model from received ones"
     # one chain per node: each confirmed blocks of its own and every chain verifies
     blocks = {n: len(chain(net, n)) - 1 for n in net.ids}
@@ -215,31 +233,17 @@ def test_posbfl_device_killed_with_sigkill_restarts_catches_up_and_takes_part(tm
     victim = "d000"  # it dials all the others: back on the network as soon as it listens
     address, worker_rounds = _worker_rounds(config, victim, rounds)
     delay = start_delay()
-    net = Localnet(
-        config,
-        out=tmp_path / "run",
-        node_args=("--start-wait", "10"),
-        timeout=150,
-        grace=10,
-        start_delay=delay,
-    )
-    nets.append(net)
-    net.start()
+    net = launch(nets, config, tmp_path / "run", 150, delay)
 
     def since_begin(name: str) -> int:
-        rows = journal(net, victim)
-        starts = [i for i, r in enumerate(rows) if r["kind"] == "begin"]
-        tail = rows[starts[-1] :] if starts else []
-        return sum(1 for r in tail if r["kind"] == "metric" and r["name"] == name)
+        return len(metric_rows(since_last_begin(net, victim), name))
 
     durable: list[list[bytes]] = []
     wait_until(lambda: since_begin("legal_block") >= 2, delay + 60, f"blocks on {victim}")
     # kill -9 it twice: each time it must come back in step with the others (twice, so that
     # a device that ignores the network time cannot land on the round grid by chance)
     for cycle in (1, 2):
-        proc = net.procs.procs[victim]
-        proc.signal(signal.SIGKILL)
-        assert proc.wait(5) == -signal.SIGKILL
+        kill9(net, victim)
         durable.append(chain(net, victim))  # what was durable when it died
         assert len(durable[-1]) >= 3
         net.start_node(victim)  # same data dir, port and epoch
@@ -248,9 +252,7 @@ def test_posbfl_device_killed_with_sigkill_restarts_catches_up_and_takes_part(tm
         restarted = begins(net, victim)[-1]["time"]
         off = _off_grid(_select_times(net, victim, since=restarted))
         assert not off, f"{victim}, restarted at {restarted:.2f} s, is out of step: {off}"
-    assert net.wait(tick=0.2), f"the run did not complete: {net.procs.alive()} still running"
-    result = net.gather()
-    assert set(result.exit_codes.values()) == {0}, result.exit_codes
+    finish(net)
 
     after = chain(net, victim)
     for before in durable:
@@ -286,16 +288,6 @@ def _state(net: Localnet, node_id: str) -> ReputationState | None:
     return None if data is None else decode_state(data)
 
 
-def _since_last_begin(net: Localnet, node_id: str) -> list[dict]:
-    rows = journal(net, node_id)
-    starts = [i for i, r in enumerate(rows) if r["kind"] == "begin"]
-    return rows[starts[-1] :] if starts else []
-
-
-def _metric(rows: list[dict], name: str) -> list[dict]:
-    return [r for r in rows if r["kind"] == "metric" and r["name"] == name]
-
-
 def test_dfl_node_killed_with_sigkill_resumes_with_its_reputation_table(tmp_path, nets):  # noqa: F811
     # four nodes, 30 ticks; the victim dials all its neighbours (smallest id), so it is
     # back on the network as soon as it listens again. It updates every second or two and
@@ -308,25 +300,14 @@ def test_dfl_node_killed_with_sigkill_resumes_with_its_reputation_table(tmp_path
     )
     victim = "n000"
     delay = min(30.0, 8.0 + 1.5 * os.getloadavg()[0])  # DFL nodes may begin late
-    net = Localnet(
-        config,
-        out=tmp_path / "run",
-        node_args=("--start-wait", "10"),
-        timeout=150,
-        grace=10,
-        start_delay=delay,
-    )
-    nets.append(net)
-    net.start()
+    net = launch(nets, config, tmp_path / "run", 150, delay)
     wait_until(
-        lambda: _metric(_since_last_begin(net, victim), "dfl_updates"),
+        lambda: metric_rows(since_last_begin(net, victim), "dfl_updates"),
         delay + ticks,
         f"a model update on {victim}",
     )
-    proc = net.procs.procs[victim]
-    proc.signal(signal.SIGKILL)
-    assert proc.wait(5) == -signal.SIGKILL
-    journaled = max(r["value"] for r in _metric(journal(net, victim), "dfl_updates"))
+    kill9(net, victim)
+    journaled = max(r["value"] for r in metric_rows(journal(net, victim), "dfl_updates"))
     durable = chain(net, victim)
     saved = _state(net, victim)
     # (a) persisted: the table after its last update, written before that update's metric
@@ -335,19 +316,17 @@ def test_dfl_node_killed_with_sigkill_resumes_with_its_reputation_table(tmp_path
 
     net.start_node(victim)  # same data dir, port and epoch
     wait_until(lambda: len(begins(net, victim)) == 2, 90, f"{victim} to begin again")
-    assert net.wait(tick=0.2), f"the run did not complete: {net.procs.alive()} still running"
-    result = net.gather()
-    assert set(result.exit_codes.values()) == {0}, result.exit_codes  # (c) it finished
+    finish(net)  # (c) it finished
 
     # (a) it resumed with the persisted table: on Start it emits what it restored
-    after = _since_last_begin(net, victim)
+    after = since_last_begin(net, victim)
     restored: dict[str, float] = {}
     for r in after[1:]:  # the lines Start wrote, right after the begin line
         if r["kind"] != "metric" or r["name"] != "dfl_reputation":
             break
         restored[r["tags"]["peer"]] = r["value"]
     assert restored == saved.reputation, (restored, saved)
-    counted = [r["value"] for r in _metric(after, "dfl_updates")]
+    counted = [r["value"] for r in metric_rows(after, "dfl_updates")]
     assert all(c > saved.updates for c in counted), (saved.updates, counted)  # counts on
     # (b) its own chain kept every durable block and verifies
     own = chain(net, victim)
