@@ -266,9 +266,11 @@ def test_hostile_bytes_are_dropped_and_counted_and_a_stopped_peer_resyncs(tmp_pa
         "replay": 2,
         "bad_signature": 1,
     }
-    wait_until(
-        lambda: all(drops().get(k, 0) >= v for k, v in expected.items()), 30, f"drops {expected}"
-    )
+    try:
+        counted = lambda: all(drops().get(k, 0) >= v for k, v in expected.items())  # noqa: E731
+        wait_until(counted, 30, f"drops {expected}")
+    except AssertionError as err:  # say what was counted
+        raise AssertionError(f"{err}; counted {drops()}") from None
 
     # partition: c001 stops answering (SIGSTOP) for a few rounds, then comes back
     stopped_at = server_step(net)
