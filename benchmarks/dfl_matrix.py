@@ -155,7 +155,7 @@ def run_one(config: dict[str, Any], count_chain: bool = False) -> dict[str, Any]
     (and, with ``count_chain``, the records on its nodes' chains)."""
     import torch
 
-    from fedledger.experiment.config import parse_config
+    from fedledger.assembly.config import parse_config
     from fedledger.experiment.runner import run_experiment
 
     torch.set_num_threads(1)

@@ -10,6 +10,7 @@ overhead of the wire format (4-byte frame prefix + envelope with session, sequen
 number and Ed25519 signature) against the canonical payload.
 
     .venv/bin/python benchmarks/network_round.py [--nodes 5] [--rounds 6] [--hidden 64]
+    .venv/bin/python benchmarks/network_round.py --quick    # 2 clients, 3 rounds
 """
 
 from __future__ import annotations
@@ -24,15 +25,15 @@ import numpy as np
 import torch
 import yaml
 
+from fedledger.assembly.config import parse_config
 from fedledger.codec import encode
 from fedledger.crypto import KeyPair
-from fedledger.experiment.config import parse_config
+from fedledger.experiment.localnet import Localnet, run_localnet
 from fedledger.experiment.runner import run_experiment
 from fedledger.learning.train import Learner
 from fedledger.protocols.vanilla.messages import ClientUpdate, Finish, GlobalModel
 from fedledger.runtime.node.framing import encode_frame
 from fedledger.runtime.node.journal import read_journal
-from fedledger.runtime.node.localnet import Localnet, run_localnet
 from fedledger.runtime.node.wire import seal
 
 
@@ -67,7 +68,10 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=5, help="clients (plus one server)")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="2 clients, 3 rounds")
     args = parser.parse_args()
+    if args.quick:
+        args.nodes, args.rounds = 2, 3
     torch.set_num_threads(1)
     tree = config_tree(args.nodes, args.rounds, args.hidden)
     config = parse_config(tree)

@@ -97,7 +97,7 @@ def run_job(job: Job) -> Outcome:
     import torch
 
     torch.set_num_threads(1)
-    from fedledger.experiment.config import parse_config
+    from fedledger.assembly.config import parse_config
     from fedledger.experiment.runner import run_experiment
 
     config = parse_config(build_config(job))

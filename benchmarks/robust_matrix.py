@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/robust_matrix.py                       # digits, everything
     .venv/bin/python benchmarks/robust_matrix.py --seeds 0 --fractions 0.2 \\
         --partitions iid --rounds 10                                   # a quick subset
+    .venv/bin/python benchmarks/robust_matrix.py --quick               # 4 cells, 3 rounds
     .venv/bin/python benchmarks/robust_matrix.py --dataset mnist10k    # the full version
 
 Every cell is vanilla FedAvg (all clients every round) with one aggregation rule, k
@@ -42,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from fedledger.assembly.config import parse_config
 from fedledger.errors import FedledgerError
-from fedledger.experiment.config import parse_config
 from fedledger.experiment.runner import run_experiment
 from fedledger.learning.aggregate import AGGREGATORS, AggregationContext, AggregationError, Update
 
@@ -398,8 +399,20 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[MatrixSpec, Path]:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--rounds", type=int, default=None, help="default: the dataset's")
     parser.add_argument("--clients", type=int, default=None, help="default: the dataset's")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/out")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fedavg and krum, no attack and noise, iid, 20%%, seed 0, 3 rounds; "
+        "files go to the temporary directory unless --out is given",
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.aggregators, args.attacks = ["fedavg", "krum"], ["none", "noise"]
+        args.partitions, args.fractions, args.seeds = ["iid"], [0.2], [0]
+        args.rounds = args.rounds or 3
+        args.out = args.out or Path(tempfile.gettempdir()) / "fedledger-robust-matrix-quick"
+    args.out = args.out or REPO / "benchmarks" / "out"
     try:
         spec = MatrixSpec(
             dataset=args.dataset,

@@ -385,10 +385,10 @@ def test_registered_names() -> None:
 def test_model_attacks_wrap_only_shared_training_jobs() -> None:
     """A malicious node's update is poisoned; a model it trains for itself only
     (``TrainJob(shared=False)``, a PoS-BFL validator's reference model) is not."""
+    from fedledger.assembly.jobs import JobRunner, NodeLearning
     from fedledger.learning.data import DATASETS, prepare_federated_data
     from fedledger.learning.train import Learner
     from fedledger.protocols.base import TrainJob, TrainSettings
-    from fedledger.runtime.jobs import JobRunner, NodeLearning
 
     data = prepare_federated_data(DATASETS.build("digits"), 2, "iid", seed=0)
     learner = Learner("mlp", {"hidden": [8]}, data.input_shape, data.num_classes)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fedledger.experiment.config import parse_config
-from fedledger.experiment.metrics import MEASURED_TAG, attack_metrics
+from fedledger.assembly.config import parse_config
+from fedledger.assembly.metrics import MEASURED_TAG, attack_metrics
 from fedledger.experiment.runner import run_experiment
 from fedledger.learning.attacks import ATTACKS, Attack
 from fedledger.learning.attacks.backdoor import Backdoor, apply_trigger

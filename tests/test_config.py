@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from fedledger.assembly.config import apply_override, load_config, parse_config
 from fedledger.errors import ConfigError
-from fedledger.experiment.config import apply_override, load_config, parse_config
 
 
 def test_quickstart_loads(repo):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from fedledger.assembly.config import parse_config
 from fedledger.cli import app
-from fedledger.experiment.config import parse_config
 from fedledger.experiment.runner import run_experiment
 from fedledger.learning.weights import from_safetensors
 from fedledger.ledger.store import ChainStore

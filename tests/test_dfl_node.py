@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedledger.assembly.services import make_genesis, node_keys, open_node_services
 from fedledger.learning.weights import Layout, to_safetensors
 from fedledger.ledger.records import ModelRef, Receipt, record_id, sign
 from fedledger.protocols.base import (
@@ -19,7 +20,6 @@ from fedledger.protocols.base import (
     JobFinished,
     MessageReceived,
     NodePlan,
-    NodeSetup,
     RunJob,
     Send,
     SetTimer,
@@ -34,8 +34,8 @@ from fedledger.protocols.dfl.chain import BLOCK_TIMER, CONFIRM_TIMER
 from fedledger.protocols.dfl.messages import ConfirmReply, ConfirmRequest, Gossip
 from fedledger.protocols.dfl.node import DflNode
 from fedledger.protocols.dfl.params import DflParams
-from fedledger.protocols.services import NodeServices
-from fedledger.runtime.services import make_genesis, node_keys, open_node_services
+from fedledger.protocols.resources import NodeServices
+from setupkit import make_setup
 
 IDS = ("n000", "n001", "n002", "n003")
 SIZE = 6
@@ -56,7 +56,7 @@ class World:
         self.genesis = genesis.hash
 
     def node(self, node_id: str = "n000") -> DflNode:
-        setup = NodeSetup(
+        setup = make_setup(
             plan=next(p for p in self.plans if p.node_id == node_id),
             all_nodes=tuple(self.plans),
             seed=1,

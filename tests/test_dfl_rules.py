@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fedledger.protocols.dfl.report import difference_metrics, model_difference
 
 from fedledger.errors import ConfigError
-from fedledger.experiment.report_dfl import difference_metrics, model_difference
 from fedledger.protocols.dfl import rules  # noqa: F401  (registers the rules)
 from fedledger.protocols.dfl.arrival import DataArrival
 from fedledger.protocols.dfl.reputation import ReceivedModel, build_rule
@@ -124,13 +124,14 @@ def test_model_difference_is_eq5():
     assert np.allclose(model_difference(sums), [4 / 3, 2 / 3])
     measure = difference_metrics((("a", (2,)), ("b", (1,))))
     models = {"x": np.array([1, 0, 0], np.float32), "y": np.array([2, 1, 1], np.float32)}
-    rows = {tags["layer"]: v for _name, v, tags in measure(10, models)}
+    sums = {node: measure.summarize(w) for node, w in models.items()}
+    rows = {tags["layer"]: v for _name, v, tags in measure.combine(10, sums)}
     # sums x: (1, 0), y: (3, 1); ring over 2 nodes: 2*|3-1|/2 = 2, 2*|1-0|/2 = 1
     assert rows == {"a": 2.0, "b": 1.0, "all": 3.0}
 
 
 def test_params_are_validated_with_the_allowed_values():
-    from fedledger.experiment.config import parse_config
+    from fedledger.assembly.config import parse_config
 
     base = {"protocol": {"name": "dfl"}, "model": {"name": "mlp", "hidden": [4]}}
     parse_config(base)

@@ -7,17 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedledger.assembly.build import build_experiment, sample_root_set
+from fedledger.assembly.config import parse_config
+from fedledger.assembly.plugins import registries
 from fedledger.errors import ConfigError
-from fedledger.experiment.config import parse_config
 from fedledger.experiment.runner import run_experiment
-from fedledger.experiment.setup import build_experiment, sample_root_set
-from fedledger.plugins import registries
 from fedledger.protocols.base import (
     Broadcast,
     CancelTimer,
     JobFinished,
     MessageReceived,
-    NodeSetup,
     ReportModel,
     RunJob,
     Start,
@@ -27,6 +26,7 @@ from fedledger.protocols.base import (
     TrainSettings,
 )
 from fedledger.protocols.vanilla.messages import ClientUpdate
+from setupkit import make_setup
 
 
 def tiny(aggregator: dict, root_samples: int = 0, attack: dict | None = None) -> dict:
@@ -81,7 +81,7 @@ def server(root_samples: int, aggregator: str = "fltrust"):
     params = {"aggregator": {"name": aggregator}, "root_samples": root_samples}
     proto = reg.get("vanilla").factory(reg.params("vanilla", params))
     plans = list(proto.plan(2, 0))
-    setup = NodeSetup(
+    setup = make_setup(
         plan=plans[0],
         all_nodes=tuple(plans),
         seed=0,

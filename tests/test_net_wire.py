@@ -390,8 +390,8 @@ def test_network_epoch_is_checked_and_given_to_every_local_node(tmp_path):
     from typer.testing import CliRunner
 
     from fedledger.cli import app
+    from fedledger.experiment.localnet import Localnet, default_start_delay
     from fedledger.runtime.node.launch import node_argv
-    from fedledger.runtime.node.localnet import Localnet, default_start_delay
     from fedledger.runtime.node.options import check_epoch
 
     now = 1_800_000_000.0

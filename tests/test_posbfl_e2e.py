@@ -8,16 +8,17 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from fedledger.assembly.build import build_protocol, prepare_data
+from fedledger.assembly.config import parse_config, to_yaml
+from fedledger.assembly.services import make_genesis, node_keys, open_node_services
 from fedledger.cli import app
-from fedledger.experiment.config import parse_config, to_yaml
 from fedledger.experiment.runner import run_experiment
-from fedledger.experiment.setup import build_protocol, prepare_data
 from fedledger.learning.train import Learner
 from fedledger.ledger.store import ChainStore
-from fedledger.protocols.base import BlobReceived, FetchBlob, NodeSetup, Start, TrainSettings
+from fedledger.protocols.base import BlobReceived, FetchBlob, Start, TrainSettings
 from fedledger.protocols.posbfl.chainstate import updates_of
-from fedledger.runtime.services import make_genesis, node_keys, open_node_services
 from fedledger.storage import BlobStore
+from setupkit import make_setup
 
 ROUNDS = 6
 
@@ -130,7 +131,7 @@ def test_a_restarted_device_rebuilds_its_state_from_ledger_and_blobs(runs):
     node = "d004"
     svc = open_node_services(node, pos.run_dir / "nodes" / node, keys, genesis)
     try:
-        setup = NodeSetup(
+        setup = make_setup(
             plan=next(p for p in plans if p.node_id == node),
             all_nodes=tuple(plans),
             seed=cfg.seed,

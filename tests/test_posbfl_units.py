@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedledger.assembly.plugins import registries
+from fedledger.assembly.services import make_genesis, node_keys, open_node_services
 from fedledger.ledger.records import Block, Transaction, Vote, record_id, sign
-from fedledger.plugins import registries
 from fedledger.protocols.base import (
     BlobReceived,
     Broadcast,
@@ -18,7 +19,6 @@ from fedledger.protocols.base import (
     FetchBlob,
     JobFinished,
     MessageReceived,
-    NodeSetup,
     RunJob,
     Start,
     TimerFired,
@@ -47,7 +47,7 @@ from fedledger.protocols.posbfl.rewards import round_rewards, tally
 from fedledger.protocols.posbfl.roles import assign_roles, associated_validator, role_counts
 from fedledger.protocols.posbfl.selection import find_nonce, pick_pos, pick_pow, seal_ok
 from fedledger.protocols.posbfl.validator import vote_value
-from fedledger.runtime.services import make_genesis, node_keys, open_node_services
+from setupkit import make_setup
 
 DIM = 6
 SAMPLES = 40
@@ -70,7 +70,7 @@ class Net:
         }
         self.devices = {}
         for p in self.plans:
-            setup = NodeSetup(
+            setup = make_setup(
                 plan=p,
                 all_nodes=tuple(self.plans),
                 seed=0,

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import pytest
 from typer.testing import CliRunner
 
+from fedledger.assembly.config import parse_config
 from fedledger.cli import app
-from fedledger.experiment.config import parse_config
 from fedledger.experiment.runner import run_experiment
 from fedledger.learning.weights import Layout, to_safetensors
 from fedledger.ledger.records import Block, ModelRef, Transaction, sign
@@ -23,6 +23,7 @@ from fedledger.protocols.base import (
     ReportModel,
     Start,
 )
+from fedledger.protocols.resources import SHARED_CHAIN, NodeResources
 from fedledger.registry import NoParams
 from fedledger.storage import cid_of
 
@@ -48,7 +49,9 @@ class Notary(ProtocolNode):
 
 class NotaryProtocol(Protocol):
     name = "test-notary"
-    uses_ledger = True
+
+    def resources(self, plan: NodePlan, plans: Sequence[NodePlan]) -> NodeResources:
+        return SHARED_CHAIN
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
         ids = [f"n{i}" for i in range(num_nodes)]
@@ -99,8 +102,8 @@ def test_chain_verify_passes_then_names_a_tampered_blob(run_dir):
 
 
 def test_reopening_with_another_genesis_is_refused(run_dir, tmp_path):
+    from fedledger.assembly.services import make_genesis, node_keys, open_node_services
     from fedledger.protocols.base import NodePlan as Plan
-    from fedledger.runtime.services import make_genesis, node_keys, open_node_services
 
     keys = node_keys([Plan("n0", "x"), Plan("n1", "x"), Plan("n2", "x")], seed=99)
     other = make_genesis(keys, "another config")

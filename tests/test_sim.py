@@ -32,6 +32,7 @@ from fedledger.protocols.base import (
 from fedledger.runtime.sim import ComputeModel, LinkSpec, NetworkModel, Simulator
 from fedledger.runtime.sim.network import Partition
 from fedledger.runtime.sim.simulator import SimulationError
+from setupkit import make_setup
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class FakeJobs:
 
 def setup(node_id: str, peers: tuple[str, ...]) -> NodeSetup:
     plan = NodePlan(node_id, "peer", True, peers)
-    return NodeSetup(
+    return make_setup(
         plan=plan,
         all_nodes=(plan,),
         seed=0,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedledger.plugins import registries
+from fedledger.assembly.plugins import registries
 from fedledger.protocols.base import (
     Broadcast,
     CancelTimer,
     Halt,
     JobFinished,
     MessageReceived,
-    NodeSetup,
     ReportModel,
     RunJob,
     Send,
@@ -23,6 +22,7 @@ from fedledger.protocols.base import (
     TrainSettings,
 )
 from fedledger.protocols.vanilla.messages import ClientUpdate, Finish, GlobalModel
+from setupkit import make_setup
 
 
 def build(num_clients=4, rounds=2, **params):
@@ -31,7 +31,7 @@ def build(num_clients=4, rounds=2, **params):
     plans = list(proto.plan(num_clients, 0))
     nodes = {}
     for p in plans:
-        setup = NodeSetup(
+        setup = make_setup(
             plan=p,
             all_nodes=tuple(plans),
             seed=0,

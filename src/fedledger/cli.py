@@ -49,7 +49,7 @@ def run(
     """Run an experiment in the simulator and write its run directory."""
     import torch
 
-    from fedledger.experiment.config import load_config
+    from fedledger.assembly.config import load_config
     from fedledger.experiment.runner import run_experiment
 
     torch.set_num_threads(threads)
@@ -114,7 +114,7 @@ def _print_summary(summary: dict, run_dir: Path, wall: float) -> None:
 @app.command("list")
 def list_components() -> None:
     """Show the registered protocols, models, datasets, partitioners, aggregators, attacks."""
-    from fedledger.plugins import registries
+    from fedledger.assembly.plugins import registries
 
     for kind, registry in registries().items():
         table = Table(title=f"{kind}s", show_header=True, title_justify="left")
@@ -136,8 +136,8 @@ def chain_verify(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Verify every ledger under PATH: signatures, ids, links, Merkle roots, finality, blobs."""
+    from fedledger.assembly.plugins import registries
     from fedledger.ledger.audit import audit_path
-    from fedledger.plugins import registries
 
     registries()  # protocols register the record types their blocks hold
     try:
@@ -205,7 +205,7 @@ def node(
 
     import torch
 
-    from fedledger.experiment.config import load_config
+    from fedledger.assembly.config import load_config
     from fedledger.runtime.node.host import NodeHost
     from fedledger.runtime.node.options import NodeOptions
     from fedledger.runtime.node.settings import NetSettings, parse_address
@@ -290,7 +290,7 @@ def localnet(
     """Run an experiment as one process per node on 127.0.0.1 and write its run directory."""
     from rich.live import Live
 
-    from fedledger.runtime.node.localnet import Localnet, run_localnet
+    from fedledger.experiment.localnet import Localnet, run_localnet
 
     overrides = tuple(override or ())
     if nodes is not None:

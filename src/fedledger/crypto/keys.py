@@ -43,6 +43,7 @@ import nacl.signing
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fedledger.errors import FedledgerError
 
@@ -209,6 +210,13 @@ class KeyPair:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_keypair_from_pem, (self._pem(),))
+
+    def derive_secret(self, label: bytes) -> bytes:
+        """A 32-byte secret bound to this private key and ``label`` (e.g. the node's
+        blob-encryption key): HKDF-SHA256 over the private key's PKCS#8 encoding."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(
+            self._pem()
+        )
 
     def _pem(self) -> bytes:
         if self.scheme == "ed25519":

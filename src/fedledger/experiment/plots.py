@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from fedledger.experiment.metrics import ModelRow
+from fedledger.assembly.metrics import ModelRow
 
 
 def plot_accuracy(rows: list[ModelRow], path: Path, title: str, step_label: str) -> None:

@@ -16,20 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from fedledger.experiment.config import ExperimentConfig, to_yaml
-from fedledger.experiment.metrics import (
+from fedledger.assembly.build import NodeRole, build_experiment
+from fedledger.assembly.config import ExperimentConfig, to_yaml
+from fedledger.assembly.metrics import (
     MetricRow,
     MetricsRecorder,
     ModelRow,
     attack_metrics,
     final_measured,
     final_rows,
-    step_metrics_for,
     write_metrics,
 )
 from fedledger.experiment.plots import plot_accuracy
-from fedledger.experiment.reports import REPORTS
-from fedledger.experiment.setup import NodeRole, build_experiment
+from fedledger.protocols.base import Protocol
 from fedledger.runtime.sim import ComputeModel, LinkSpec, NetworkModel, Simulator
 from fedledger.runtime.sim.network import Partition
 
@@ -88,7 +87,7 @@ def run_experiment(
             test.x,
             test.y,
         ),
-        step_metrics=step_metrics_for(config.protocol.name, exp.learner.layout.entries),
+        step_metrics=exp.protocol.step_metrics(exp.learner.layout.entries),
     )
     sim = Simulator(
         exp.nodes,
@@ -102,6 +101,7 @@ def run_experiment(
         blobs={node_id: svc.blobs for node_id, svc in exp.services.items()},
         meters=exp.meters,
         encode_messages=config.network.encode,
+        declared_effects=exp.protocol.effects,
     )
     try:
         stats = sim.run()
@@ -127,13 +127,15 @@ def run_experiment(
         "cpu_seconds": {a: round(v, 4) for a, v in sorted(cpu_total.items())},
     }
     summary = finish_run(
-        config, run_dir, exp.roles, recorder.rows, recorder.metrics, counters, started
+        config, exp.protocol, run_dir, exp.roles, recorder.rows, recorder.metrics, counters,
+        started,
     )
     return RunResult(run_dir, summary, tuple(recorder.rows))
 
 
 def finish_run(
     config: ExperimentConfig,
+    protocol: Protocol,
     run_dir: Path,
     roles: Sequence[NodeRole],
     rows: Sequence[ModelRow],
@@ -167,8 +169,7 @@ def finish_run(
         "wall_seconds": round(time.perf_counter() - started, 3),
         **counters,
     }
-    if config.protocol.name in REPORTS:
-        summary.update(REPORTS.get(config.protocol.name).factory(run_dir, rows, metrics))
+    summary.update(protocol.report(run_dir, rows, metrics))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if config.output.plots:
         title = f"{config.name} ({config.protocol.name}, seed {config.seed})"

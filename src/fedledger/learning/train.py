@@ -19,9 +19,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from fedledger.errors import FedledgerError
+from fedledger.learning.jobs import EvalResult, TrainResult, TrainSettings
 from fedledger.learning.models import InputShape, build_model
+from fedledger.learning.solvers import solver, solver_momentum
 from fedledger.learning.weights import Layout, Vector, flatten, load_flat
-from fedledger.protocols.base import EvalResult, TrainResult, TrainSettings
 
 
 class LearnerError(FedledgerError, ValueError):
@@ -50,7 +51,7 @@ class Learner:
                 model_name, self.input_shape, num_classes, model_params
             )
         self.layout: Layout = Layout.of(self.module)
-        self._optimizer = torch.optim.SGD(self.module.parameters(), lr=0.1)
+        self._optimizers: dict[str, torch.optim.Optimizer] = {}
         self._slices = self._parameter_slices()
 
     @property
@@ -121,14 +122,13 @@ class Learner:
                 f"labels span {int(yt.min())}..{int(yt.max())}, allowed 0..{self.num_classes - 1}"
             )
         self._load(weights)
-        opt = self._optimizer
+        opt = self._optimizer_for(settings)
+        momentum = solver_momentum(settings)
         opt.state.clear()
         for group in opt.param_groups:
-            group.update(
-                lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
-            )
-        if momentum_buffer is not None and settings.momentum > 0:
-            self._set_momentum(momentum_buffer)
+            group.update(lr=settings.lr, momentum=momentum, weight_decay=settings.weight_decay)
+        if momentum_buffer is not None and momentum > 0:
+            self._set_momentum(opt, momentum_buffer)
         generator = torch.Generator().manual_seed(seed)
         n, bs = len(xt), settings.batch_size
         self.module.train()
@@ -143,9 +143,18 @@ class Learner:
                 loss.backward()
                 opt.step()
                 epoch_loss += loss.detach().double() * len(batch)
-        carried = self._momentum() if settings.momentum > 0 else None
+        carried = self._momentum(opt) if momentum > 0 else None
         opt.state.clear()
         return TrainResult(flatten(self.module), n, float(epoch_loss) / n, carried)
+
+    def _optimizer_for(self, settings: TrainSettings) -> torch.optim.Optimizer:
+        """The solver's optimizer over this module, built once per solver name and reused
+        (its hyper-parameters are set per job)."""
+        opt = self._optimizers.get(settings.solver)
+        if opt is None:
+            opt = solver(settings.solver)(self.module.parameters(), settings)
+            self._optimizers[settings.solver] = opt
+        return opt
 
     def _parameter_slices(self) -> tuple[tuple[torch.Tensor | None, int, int], ...]:
         """(parameter or None for a buffer, offset, size) per state_dict entry: where each
@@ -157,7 +166,7 @@ class Learner:
             offset += tensor.numel()
         return tuple(out)
 
-    def _set_momentum(self, buffer: Vector) -> None:
+    def _set_momentum(self, opt: torch.optim.Optimizer, buffer: Vector) -> None:
         if buffer.shape != (self.layout.size,):
             raise LearnerError(
                 f"momentum buffer has shape {tuple(buffer.shape)}, {self.model_name} expects "
@@ -167,12 +176,12 @@ class Learner:
         for param, offset, size in self._slices:
             if param is not None:
                 chunk = source[offset : offset + size].view_as(param).clone()
-                self._optimizer.state[param]["momentum_buffer"] = chunk
+                opt.state[param]["momentum_buffer"] = chunk
 
-    def _momentum(self) -> Vector:
+    def _momentum(self, opt: torch.optim.Optimizer) -> Vector:
         out = np.zeros(self.layout.size, dtype=np.float32)
         for param, offset, size in self._slices:
-            state = self._optimizer.state.get(param) if param is not None else None
+            state = opt.state.get(param) if param is not None else None
             buf = None if state is None else state.get("momentum_buffer")
             if buf is not None:
                 out[offset : offset + size] = buf.detach().reshape(-1).numpy()

@@ -19,18 +19,39 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 from pydantic import BaseModel
 
+from fedledger.learning.jobs import (
+    EvalJob,
+    EvalResult,
+    Job,
+    JobResult,
+    TrainJob,
+    TrainResult,
+    TrainSettings,
+)
 from fedledger.protocols.meter import NULL_METER, Meter
+from fedledger.protocols.resources import NodeResources
+from fedledger.protocols.results import MetricRow, ModelRow, StepMetrics
 from fedledger.registry import Registry
 
 if TYPE_CHECKING:
-    from fedledger.ledger.finality import FinalityRule
-    from fedledger.ledger.forkchoice import ForkChoice
-    from fedledger.protocols.services import NodeServices
+    from fedledger.protocols.resources import NodeServices
+
+__all__ = [
+    "BASE_EFFECTS",
+    "EvalJob",
+    "EvalResult",
+    "Job",
+    "JobResult",
+    "TrainJob",
+    "TrainResult",
+    "TrainSettings",
+]
 
 NodeId = str
 Vector = np.ndarray
@@ -71,76 +92,8 @@ def wire_size(value: Any) -> int:
 
 
 # ---------------------------------------------------------------- jobs
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Hyper-parameters of local training (the experiment's defaults)."""
-
-    epochs: int = 1
-    lr: float = 0.05
-    batch_size: int = 32
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-
-
-@dataclass(frozen=True)
-class TrainJob:
-    """Train ``weights`` on the node's local training data.
-
-    samples: (start, stop) slice of the node's training set, for protocols where data
-        arrives over time; None means all of it.
-    tag: groups the jobs of one round or tick for attacks that look at the honest
-        updates of the same round (the simulator can give them those).
-    momentum_buffer: the SGD momentum buffer to start from (flat, the weights' shape),
-        for protocols whose node keeps one solver across jobs as Caffe does (DFL);
-        None starts from zero. Used only when ``settings.momentum`` > 0.
-    shared: whether the trained model leaves the node as its update (the default). A
-        model attack (noise, sign flip, ...) wraps only shared models; a model the node
-        keeps for itself (a PoS-BFL validator's reference model) is trained honestly, as
-        a malicious device misbehaves when it is a worker.
-    """
-
-    weights: Vector
-    settings: TrainSettings
-    seed: int
-    samples: tuple[int, int] | None = None
-    tag: str = ""
-    momentum_buffer: Vector | None = None
-    shared: bool = True
-
-
-@dataclass(frozen=True)
-class EvalJob:
-    """Evaluate ``weights`` on the node's local validation data."""
-
-    weights: Vector
-    split: str = "val"  # "val" or "train"
-
-
-Job = TrainJob | EvalJob
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """A trained model. ``momentum_buffer``: the SGD momentum buffer at the end (flat),
-    when the settings have momentum > 0, so a protocol can carry it to its next job."""
-
-    weights: Vector
-    num_samples: int
-    loss: float
-    momentum_buffer: Vector | None = None
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    accuracy: float
-    loss: float
-    num_samples: int
-
-
-JobResult = TrainResult | EvalResult
-
+# The job types belong to the learning layer; they are re-exported here because every
+# protocol asks for jobs and reads their results.
 
 # ---------------------------------------------------------------- events
 
@@ -261,6 +214,20 @@ Effect = (
     Send | Broadcast | SetTimer | CancelTimer | RunJob | FetchBlob | ReportModel | EmitMetric | Halt
 )
 
+#: The effects every host executes. A protocol that emits more declares them in
+#: ``Protocol.effects``; a host without a handler for one refuses to start the run.
+BASE_EFFECTS: tuple[type, ...] = (
+    Send,
+    Broadcast,
+    SetTimer,
+    CancelTimer,
+    RunJob,
+    FetchBlob,
+    ReportModel,
+    EmitMetric,
+    Halt,
+)
+
 
 # ---------------------------------------------------------------- nodes
 
@@ -280,13 +247,34 @@ class NodePlan:
     peers: tuple[NodeId, ...] = ()
 
 
+P = TypeVar("P", bound=BaseModel)
+
+
 @dataclass(frozen=True)
-class NodeSetup:
+class Horizon:
+    """How long a run lasts, in the protocol's own unit: ``rounds`` (synchronous
+    protocols), ``ticks`` (DFL's virtual seconds) or ``epochs``. It drives the progress
+    bar and the summary; metrics' ``step`` counts in the same unit."""
+
+    unit: str
+    length: int
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("rounds", "ticks", "epochs"):
+            raise ValueError(f"horizon unit {self.unit!r}: allowed rounds, ticks, epochs")
+        if self.length < 1:
+            raise ValueError(f"horizon length must be >= 1, got {self.length}")
+
+
+@dataclass(frozen=True)
+class NodeSetup(Generic[P]):
     """Everything a node knows when it is created.
 
-    services: host-provided key pair, ledger and blob store, for protocols that keep a
-        chain (``Protocol.uses_ledger``); local, persistent and deterministic, so
-        still sans-IO. None for protocols that keep no chain.
+    params: the protocol's validated parameters (its own pydantic model).
+    horizon: how long the run lasts (``horizon.length`` rounds, ticks or epochs).
+    services: what the host opened for it, as ``Protocol.resources`` declared: its key
+        pair, chains, blob store and the members' addresses. Local, persistent and
+        deterministic, so still sans-IO.
     faults: protocol-level misbehaviours switched on for this node (e.g. "flip_votes");
         learning attacks are applied by the host around jobs and are not seen here.
     meter: where to attribute CPU time (``with setup.meter.section("blockchain"):``);
@@ -299,21 +287,26 @@ class NodeSetup:
     train: TrainSettings
     initial_weights: Vector
     num_train_samples: int
-    params: BaseModel
-    rounds: int
+    params: P
+    horizon: Horizon
+    services: NodeServices
     faults: tuple[str, ...] = ()
-    services: NodeServices | None = None
     meter: Meter = NULL_METER
 
     @property
     def node_id(self) -> NodeId:
         return self.plan.node_id
 
+    @property
+    def rounds(self) -> int:
+        """The horizon's length (rounds for round-based protocols)."""
+        return self.horizon.length
 
-class ProtocolNode(ABC):
+
+class ProtocolNode(ABC, Generic[P]):
     """A node's state machine."""
 
-    def __init__(self, setup: NodeSetup) -> None:
+    def __init__(self, setup: NodeSetup[P]) -> None:
         self.setup = setup
 
     @property
@@ -325,17 +318,38 @@ class ProtocolNode(ABC):
         """React to one event; return the effects to execute, in order."""
 
 
-class Protocol(ABC):
-    """A protocol: lays out nodes for an experiment and creates their state machines."""
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a protocol emits: its name (namespaced ``<protocol>.<name>`` unless it is
+    one of the common names every protocol may emit) and what it measures."""
+
+    name: str
+    summary: str
+
+
+#: Names any protocol may emit without declaring them.
+COMMON_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("train_loss", "mean training loss of a node's last local training"),
+    MetricSpec("rejected", "messages or records refused at a node's boundary, by reason"),
+)
+
+
+class Protocol(ABC, Generic[P]):
+    """A protocol: lays out nodes, declares what each needs, creates their state machines,
+    and reports on a finished run.
+
+    A new protocol subclasses this with its params model as ``P``, registers itself in
+    :data:`PROTOCOLS` and overrides what differs from the defaults: ``resources`` (no
+    chain, no blob store), ``horizon`` (``rounds`` from the config), ``effects`` (none
+    beyond :data:`BASE_EFFECTS`), ``metrics``, ``step_metrics`` and ``report``.
+    """
 
     name: ClassVar[str]
     faults: ClassVar[tuple[str, ...]] = ()  # protocol-level fault names it understands
-    uses_ledger: ClassVar[bool] = False  # the host then gives every node NodeServices
-    # one chain for all nodes: a real host catches a (re)starting node up from its peers'
-    # chains; False where every node keeps a chain of its own blocks (DFL)
-    shared_chain: ClassVar[bool] = True
+    effects: ClassVar[tuple[type, ...]] = ()  # effects it emits beyond BASE_EFFECTS
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()  # names it emits besides COMMON_METRICS
 
-    def __init__(self, params: BaseModel) -> None:
+    def __init__(self, params: P) -> None:
         self.params = params
 
     @abstractmethod
@@ -343,22 +357,32 @@ class Protocol(ABC):
         """The experiment's nodes, given the configured count and seed."""
 
     @abstractmethod
-    def create_node(self, setup: NodeSetup) -> ProtocolNode:
+    def create_node(self, setup: NodeSetup[P]) -> ProtocolNode[P]:
         """The state machine for one node."""
 
-    def root_data(self) -> dict[NodeId, int]:
-        """Trusted root datasets that aggregating nodes hold (FLTrust's server): node id
-        -> number of samples, drawn by the host from the clients' clean training data.
-        Default: none."""
+    def resources(self, plan: NodePlan, plans: Sequence[NodePlan]) -> NodeResources:
+        """What ``plan``'s node needs opened for it. Default: a key pair only."""
+        return NodeResources()
+
+    def horizon(self, rounds: int) -> Horizon:
+        """How long a run lasts, given the config's ``rounds``. Default: that many rounds."""
+        return Horizon("rounds", rounds)
+
+    def metric_names(self) -> frozenset[str]:
+        """Every metric name its nodes may emit (common and declared)."""
+        return frozenset(m.name for m in (*COMMON_METRICS, *self.metrics))
+
+    def step_metrics(self, layout: tuple[tuple[str, tuple[int, ...]], ...]) -> StepMetrics | None:
+        """Metrics over all nodes' reported models of one step (e.g. DFL's model
+        difference), given the model layout; None for none."""
+        return None
+
+    def report(
+        self, run_dir: Path, rows: Sequence[ModelRow], metrics: Sequence[MetricRow]
+    ) -> Mapping[str, Any]:
+        """The protocol's section of the run summary, from what the run measured; it may
+        write more plots under ``run_dir/plots``. Default: nothing."""
         return {}
 
-    def ledger_rules(self, members: tuple[bytes, ...]) -> tuple[ForkChoice, FinalityRule | None]:
-        """Fork choice and finality rule of each node's chain store, given the members'
-        addresses (for protocols with ``uses_ledger``). Default: longest chain, no
-        finality gadget."""
-        from fedledger.ledger.forkchoice import longest_chain
 
-        return longest_chain, None
-
-
-PROTOCOLS: Registry[Protocol] = Registry("protocol")
+PROTOCOLS: Registry[Protocol[Any]] = Registry("protocol")

@@ -8,14 +8,28 @@ buffer of received models with a pluggable reputation rule.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
-from fedledger.protocols.base import PROTOCOLS, NodePlan, NodeSetup, Protocol, ProtocolNode
+from fedledger.protocols.base import (
+    PROTOCOLS,
+    Horizon,
+    MetricSpec,
+    NodePlan,
+    NodeSetup,
+    Protocol,
+    ProtocolNode,
+)
 from fedledger.protocols.dfl import rules  # noqa: F401  (registers the update rules)
 from fedledger.protocols.dfl.node import DUPLICATE, OBSERVER, DflNode
 from fedledger.protocols.dfl.params import DflParams
+from fedledger.protocols.dfl.report import dfl_report, difference_metrics
 from fedledger.protocols.dfl.reputation import UPDATE_RULES, ReceivedModel, UpdateRule
 from fedledger.protocols.dfl.topology import neighbours
+from fedledger.protocols.resources import MAIN, BlobSpec, CatchUp, ChainSpec, NodeResources
+from fedledger.protocols.results import MetricRow, ModelRow, StepMetrics
 
 __all__ = ["UPDATE_RULES", "Dfl", "DflParams", "ReceivedModel", "UpdateRule"]
 
@@ -24,18 +38,22 @@ def node_ids(count: int) -> list[str]:
     return [f"n{i:03d}" for i in range(count)]
 
 
-class Dfl(Protocol):
+class Dfl(Protocol[DflParams]):
     """DFL: gossip of signed model transactions, receipts, confirmed per-node blocks,
     local reputation and weighted averaging."""
 
     name = "dfl"
     faults = (DUPLICATE,)
-    uses_ledger = True
-    shared_chain = False  # a node's chain holds only its own blocks: no catch-up from peers
+    metrics = (
+        MetricSpec("dfl_rejects", "records and messages a node dropped, by reason"),
+        MetricSpec("dfl_blocks", "blocks on a node's own chain"),
+        MetricSpec("dfl_reputation", "a node's reputation of a peer"),
+        MetricSpec("dfl_updates", "model updates a node made from its buffer"),
+        MetricSpec("dfl_model_difference", "eq. 5: model difference among nodes, per layer"),
+    )
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
         params = self.params
-        assert isinstance(params, DflParams)
         ids = node_ids(num_nodes)
         links = neighbours(num_nodes, params.topology, params.degree, params.edges, seed)
         return [
@@ -48,8 +66,26 @@ class Dfl(Protocol):
             for i in range(num_nodes)
         ]
 
-    def create_node(self, setup: NodeSetup) -> ProtocolNode:
+    def resources(self, plan: NodePlan, plans: Sequence[NodePlan]) -> NodeResources:
+        """A chain of the node's own blocks (nothing to catch up from peers) and a blob
+        store its models are fetched from."""
+        own = ChainSpec(catch_up=CatchUp.OWN)
+        return NodeResources(chains=MappingProxyType({MAIN: own}), blobs=BlobSpec())
+
+    def horizon(self, rounds: int) -> Horizon:
+        """DFL runs for ``ticks`` virtual seconds; the config's rounds do not apply."""
+        return Horizon("ticks", self.params.ticks)
+
+    def create_node(self, setup: NodeSetup[DflParams]) -> ProtocolNode[DflParams]:
         return DflNode(setup)
+
+    def step_metrics(self, layout: tuple[tuple[str, tuple[int, ...]], ...]) -> StepMetrics | None:
+        return difference_metrics(layout)
+
+    def report(
+        self, run_dir: Path, rows: Sequence[ModelRow], metrics: Sequence[MetricRow]
+    ) -> Mapping[str, Any]:
+        return dfl_report(run_dir, rows, metrics)
 
 
 PROTOCOLS.add("dfl", Dfl, DflParams, Dfl.__doc__ or "")

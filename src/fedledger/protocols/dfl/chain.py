@@ -15,7 +15,7 @@ from fedledger.protocols.dfl.buffer import OwnTransactions
 from fedledger.protocols.dfl.messages import ConfirmReply, ConfirmRequest, ModelTx
 from fedledger.protocols.dfl.params import DflParams
 from fedledger.protocols.dfl.transactions import Dropped
-from fedledger.protocols.services import NodeServices
+from fedledger.protocols.resources import NodeServices
 
 BLOCK_TIMER = "dfl-block"
 CONFIRM_TIMER = "dfl-confirm"

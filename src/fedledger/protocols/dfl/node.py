@@ -142,7 +142,7 @@ class DflNode(ProtocolNode):
         if saved is not None:
             self.updates, self.reputation = saved.updates, dict(saved.reputation)
             effects += self._reputation_metrics(round(now))  # what it resumed with
-        effects.append(SetTimer(END, max(0.0, self.p.ticks - now)))
+        effects.append(SetTimer(END, max(0.0, self.setup.horizon.length - now)))
         effects.append(SetTimer(REPORT, self._until_report(now)))
         if not self.observer:
             effects.append(SetTimer(DATA, self.arrival.next_delay()))

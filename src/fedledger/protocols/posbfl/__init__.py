@@ -3,32 +3,63 @@ rotation, accuracy-drop voting, proof-of-stake block selection and rewards."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-from fedledger.protocols.base import PROTOCOLS, NodePlan, NodeSetup, Protocol, ProtocolNode
+from fedledger.protocols.base import (
+    PROTOCOLS,
+    MetricSpec,
+    NodePlan,
+    NodeSetup,
+    Protocol,
+    ProtocolNode,
+)
 from fedledger.protocols.posbfl.context import FAULTS
 from fedledger.protocols.posbfl.device import Device
 from fedledger.protocols.posbfl.params import PosBflParams
+from fedledger.protocols.posbfl.report import posbfl_report
 from fedledger.protocols.posbfl.roles import role_counts
+from fedledger.protocols.resources import SHARED_CHAIN, NodeResources
+from fedledger.protocols.results import MetricRow, ModelRow
 
 
-class PosBfl(Protocol):
+class PosBfl(Protocol[PosBflParams]):
     """PoS-BFL: every device trains, validates or mines in turn; validators vote on each
     update by its accuracy drop, the highest-stake miner's block is legal."""
 
     name = "posbfl"
     faults = FAULTS
-    uses_ledger = True
+    metrics = (
+        MetricSpec("candidate_blocks", "candidate blocks a device saw at selection"),
+        MetricSpec("forks", "candidate blocks beyond the first"),
+        MetricSpec("no_block", "a round that ended without a legal block"),
+        MetricSpec("legal_block", "height of the selected block, tagged with its miner"),
+        MetricSpec("votes", "positive and negative votes in the legal block"),
+        MetricSpec("stake", "a device's own stake after the block"),
+        MetricSpec("blacklisted", "devices on the blacklist"),
+        MetricSpec("blacklist_added", "a worker newly blacklisted"),
+        MetricSpec("update_accepted", "whether a worker's update was accepted (0/1)"),
+        MetricSpec("missing_updates", "accepted updates whose model could not be fetched"),
+        MetricSpec("withheld_blocks", "blocks a withholding miner kept back"),
+    )
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
-        params = self.params
-        assert isinstance(params, PosBflParams)
-        role_counts(params, num_nodes)  # fail early on counts that do not fit
+        role_counts(self.params, num_nodes)  # fail early on counts that do not fit
         ids = tuple(f"d{i:03d}" for i in range(num_nodes))
         return [NodePlan(d, "device", True, tuple(p for p in ids if p != d)) for d in ids]
 
-    def create_node(self, setup: NodeSetup) -> ProtocolNode:
+    def resources(self, plan: NodePlan, plans: Sequence[NodePlan]) -> NodeResources:
+        """One chain shared by all devices (caught up from peers) and a blob store."""
+        return SHARED_CHAIN
+
+    def create_node(self, setup: NodeSetup[PosBflParams]) -> ProtocolNode[PosBflParams]:
         return Device(setup)
+
+    def report(
+        self, run_dir: Path, rows: Sequence[ModelRow], metrics: Sequence[MetricRow]
+    ) -> Mapping[str, Any]:
+        return posbfl_report(run_dir, rows, metrics)
 
 
 PROTOCOLS.add("posbfl", PosBfl, PosBflParams, PosBfl.__doc__ or "")

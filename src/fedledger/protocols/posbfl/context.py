@@ -16,7 +16,7 @@ from fedledger.ledger.verify import Verifier
 from fedledger.protocols.base import NodeSetup
 from fedledger.protocols.posbfl.checks import Gate
 from fedledger.protocols.posbfl.params import PosBflParams
-from fedledger.protocols.services import NodeServices
+from fedledger.protocols.resources import NodeServices
 
 R = TypeVar("R")
 

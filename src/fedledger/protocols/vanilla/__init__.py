@@ -4,30 +4,43 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fedledger.protocols.base import PROTOCOLS, NodePlan, NodeSetup, Protocol, ProtocolNode
+from fedledger.protocols.base import (
+    PROTOCOLS,
+    MetricSpec,
+    NodePlan,
+    NodeSetup,
+    Protocol,
+    ProtocolNode,
+)
+from fedledger.protocols.resources import NodeResources
 from fedledger.protocols.vanilla.nodes import Client, Server
 from fedledger.protocols.vanilla.params import VanillaParams
 
 SERVER = "server"
 
 
-class Vanilla(Protocol):
+class Vanilla(Protocol[VanillaParams]):
     """Central FedAvg: one server, N clients, client sampling, synchronous rounds."""
 
     name = "vanilla"
+    metrics = (
+        MetricSpec("participants", "client updates aggregated in a round"),
+        MetricSpec("rejected_updates", "client updates of the wrong shape"),
+        MetricSpec("root_loss", "the server's training loss on its root set (FLTrust)"),
+    )
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
         clients = tuple(f"c{i:03d}" for i in range(num_nodes))
         server = NodePlan(SERVER, "server", holds_data=False, peers=clients)
         return [server, *(NodePlan(c, "client", True, (SERVER,)) for c in clients)]
 
-    def root_data(self) -> dict[str, int]:
-        """The server's trusted root set size (``root_samples``), for FLTrust."""
-        params = self.params
-        assert isinstance(params, VanillaParams)
-        return {SERVER: params.root_samples} if params.root_samples else {}
+    def resources(self, plan: NodePlan, plans: Sequence[NodePlan]) -> NodeResources:
+        """No chain; the server holds a trusted root set of ``root_samples`` (FLTrust)."""
+        if plan.node_id == SERVER:
+            return NodeResources(root_samples=self.params.root_samples)
+        return NodeResources()
 
-    def create_node(self, setup: NodeSetup) -> ProtocolNode:
+    def create_node(self, setup: NodeSetup[VanillaParams]) -> ProtocolNode[VanillaParams]:
         return Server(setup) if setup.plan.role == "server" else Client(setup)
 
 

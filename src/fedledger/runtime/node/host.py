@@ -32,27 +32,25 @@ from typing import Any
 
 import numpy as np
 
-from fedledger.experiment.metrics import MetricRow, MetricsRecorder, attack_metrics
-from fedledger.experiment.setup import build_experiment
+from fedledger.assembly.build import build_experiment
+from fedledger.assembly.metrics import MetricRow, MetricsRecorder, attack_metrics
+from fedledger.assembly.services import node_keys
 from fedledger.ledger.verify import Verifier
 from fedledger.protocols.base import (
+    BASE_EFFECTS,
     BlobReceived,
-    Broadcast,
-    CancelTimer,
     EmitMetric,
     Event,
     FetchBlob,
-    Halt,
+    Job,
     JobFinished,
     Message,
     MessageReceived,
-    ReportModel,
-    RunJob,
-    Send,
-    SetTimer,
     Start,
     TimerFired,
 )
+from fedledger.protocols.resources import CatchUp
+from fedledger.runtime.effects import EffectTable
 from fedledger.runtime.node.blobs_fetch import fetch_blob, serve_blob
 from fedledger.runtime.node.framing import NetCounters
 from fedledger.runtime.node.handshake import Identity
@@ -68,7 +66,6 @@ from fedledger.runtime.node.wire import (
     BlocksRequest,
     network_digest,
 )
-from fedledger.runtime.services import node_keys
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +79,15 @@ class NodeHost:
         self.node = self.exp.nodes[self.node_id]
         self.role = self.exp.role(self.node_id)
         self.plan = self.role.plan
-        self.services = self.exp.services.get(self.node_id)
+        self.services = self.exp.services[self.node_id]
+        self.resources = self.exp.protocol.resources(self.plan, self.exp.plans)
         self.dir = options.data_dir / "nodes" / self.node_id
         keys = node_keys(self.exp.plans, config.seed)
         key = keys[self.node_id]
         if options.key_file is not None:
             key = own_key(options.key_file, key, self.node_id)
         members = {n: k.public for n, k in keys.items()}
-        genesis = self.services.genesis.hash if self.services is not None else b""
-        network = network_digest(network_text(config), genesis)
+        network = network_digest(network_text(config), self.services.genesis.hash)
         self.identity = Identity(self.node_id, key, network, members)
         self.net = options.net
         if options.max_frame is None:
@@ -98,6 +95,8 @@ class NodeHost:
         elif options.max_frame != options.net.max_frame:
             self.net = replace(options.net, max_frame=options.max_frame)
         self.counters = NetCounters()
+        self.effects = EffectTable.for_host("real-node host", self)
+        self.effects.require((*BASE_EFFECTS, *self.exp.protocol.effects), "the protocol")
         self.journal = Journal(self.dir)
         test = self.exp.data.test
         self.recorder = MetricsRecorder(
@@ -187,9 +186,11 @@ class NodeHost:
 
     async def _main(self) -> None:
         await self._wait_for_peers()
-        if self.services is not None and self.exp.protocol.shared_chain:
+        shared = [n for n, c in self.resources.chains.items() if c.catch_up == CatchUp.PEERS]
+        if shared:
             self.state = "syncing"
-            await self._sync()
+            for name in sorted(shared):
+                await self._sync(name)
         ahead = -self._now()
         if ahead > 0:
             self.state = "waiting"
@@ -235,13 +236,14 @@ class NodeHost:
         if missing:
             log.warning("starting without %s (not connected)", missing)
 
-    async def _sync(self) -> None:
+    async def _sync(self, chain: str) -> None:
+        """Catch chain ``chain`` up from the connected peers (its policy is PEERS)."""
         svc = self.services
-        assert svc is not None
         settings = self.net
+        ledger = svc.chain(chain)
 
         async def ask_blocks(peer: str, start: int, limit: int) -> BlocksReply | None:
-            request = BlocksRequest(0, start, limit)
+            request = BlocksRequest(0, start, limit, chain)
             return await self.rpc.request(peer, request, BlocksReply, settings.request_timeout)
 
         async def ask_blob(peer: str, cid: str) -> bytes | None:
@@ -249,17 +251,18 @@ class NodeHost:
 
         verifier = Verifier(svc.directory)
         report = await catch_up(
-            svc.ledger, svc.blobs, verifier, self.transport.connected(), ask_blocks, ask_blob
+            ledger, svc.blobs, verifier, self.transport.connected(), ask_blocks, ask_blob
         )
         self.journal.write(
             "sync",
             {
+                "chain": chain,
                 "time": self._now(),
                 "appended": report.appended,
                 "blobs": report.blobs,
                 "refused": report.refused,
                 "peers": report.peers,
-                "height": svc.ledger.head().height,
+                "height": ledger.head().height,
             },
         )
 
@@ -275,13 +278,15 @@ class NodeHost:
         while True:
             peer, payload = await self.transport.inbox.get()
             if isinstance(payload, BlobRequest):
-                store = self.services.blobs if self.services is not None else None
+                store = self.services.blobs
                 self.transport.send(peer, serve_blob(store, payload, net.chunk_size), False)
             elif isinstance(payload, BlocksRequest):
-                if self.services is None:
-                    reply = BlocksReply(payload.req_id, 0, ())
+                spec = self.resources.chains.get(payload.chain)
+                if spec is None or spec.catch_up != CatchUp.PEERS:
+                    reply = BlocksReply(payload.req_id, 0, ())  # nothing shared to serve
                 else:
-                    reply = serve_blocks(self.services.ledger, payload, net.max_frame // 2)
+                    store = self.services.chain(payload.chain)
+                    reply = serve_blocks(store, payload, net.max_frame // 2)
                 self.transport.send(peer, reply, False)
             elif isinstance(payload, BlobReply | BlocksReply):
                 self.rpc.on_reply(peer, payload)
@@ -308,49 +313,53 @@ class NodeHost:
                 log.exception("node %s could not execute %r", self.node_id, effect)
 
     def _execute(self, effect: object) -> None:
+        self.effects.execute(self.node_id, effect)
+
+    # the host primitives of the effect table (runtime.effects.HostOps); node_id is
+    # always this process's node
+
+    def peers(self, node_id: str) -> tuple[str, ...]:
+        return self.plan.peers
+
+    def send(self, node_id: str, to: str, message: Message) -> None:
+        self.transport.send(to, message)
+
+    def set_timer(self, node_id: str, key: str, delay: float) -> None:
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, key)
+
+    def cancel_timer(self, node_id: str, key: str) -> None:
+        handle = self._timers.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def run_job(self, node_id: str, job_id: str, job: Job) -> None:
         loop = asyncio.get_running_loop()
-        if isinstance(effect, Send):
-            self.transport.send(effect.to, effect.message)
-        elif isinstance(effect, Broadcast):
-            for peer in effect.to or self.plan.peers:
-                self.transport.send(peer, effect.message)
-        elif isinstance(effect, SetTimer):
-            old = self._timers.pop(effect.key, None)
-            if old is not None:
-                old.cancel()
-            delay = max(0.0, effect.delay)
-            self._timers[effect.key] = loop.call_later(delay, self._fire, effect.key)
-        elif isinstance(effect, CancelTimer):
-            handle = self._timers.pop(effect.key, None)
-            if handle is not None:
-                handle.cancel()
-        elif isinstance(effect, RunJob):
-            self.jobs += 1
-            future = self.worker.submit(self.exp.jobs.run, self.node_id, effect.job)
-            future.add_done_callback(
-                lambda f, job_id=effect.job_id: loop.call_soon_threadsafe(self._job_done, job_id, f)
-            )
-        elif isinstance(effect, FetchBlob):
-            task = asyncio.create_task(self._fetch_for_protocol(effect))
-            self._fetches.add(task)
-            task.add_done_callback(self._fetches.discard)
-        elif isinstance(effect, ReportModel):
-            self.worker.submit(self._measure_report, self._now(), effect.step, effect.weights)
-        elif isinstance(effect, EmitMetric):
-            row = MetricRow(
-                self.node_id,
-                effect.name,
-                effect.step,
-                self._now(),
-                effect.value,
-                dict(effect.tags),
-            )
-            self.journal.metric(row)
-        elif isinstance(effect, Halt):
-            log.info("node %s halts: %s", self.node_id, effect.reason)
-            self._halted.set()
-        else:
-            raise TypeError(f"unknown effect {effect!r}")
+        self.jobs += 1
+        future = self.worker.submit(self.exp.jobs.run, self.node_id, job)
+        future.add_done_callback(
+            lambda f: loop.call_soon_threadsafe(self._job_done, job_id, f)
+        )
+
+    def fetch_blob(self, node_id: str, cid: str, source: str) -> None:
+        task = asyncio.create_task(self._fetch_for_protocol(FetchBlob(cid, source)))
+        self._fetches.add(task)
+        task.add_done_callback(self._fetches.discard)
+
+    def report_model(self, node_id: str, step: int, weights: np.ndarray) -> None:
+        self.worker.submit(self._measure_report, self._now(), step, weights)
+
+    def emit_metric(self, node_id: str, metric: EmitMetric) -> None:
+        row = MetricRow(
+            self.node_id, metric.name, metric.step, self._now(), metric.value, dict(metric.tags)
+        )
+        self.journal.metric(row)
+
+    def halt(self, node_id: str, reason: str) -> None:
+        log.info("node %s halts: %s", self.node_id, reason)
+        self._halted.set()
 
     def _fire(self, key: str) -> None:
         self._timers.pop(key, None)
@@ -369,7 +378,7 @@ class NodeHost:
     async def _fetch(self, source: str, cid: str) -> bytes | None:
         net = self.net
         if source == self.node_id:
-            store = self.services.blobs if self.services is not None else None
+            store = self.services.blobs
             return store.get(cid) if store is not None and store.has(cid) else None
         if source not in self.transport.outboxes:
             return None

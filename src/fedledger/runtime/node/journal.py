@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from fedledger.experiment.metrics import MetricRow, ModelRow
+from fedledger.assembly.metrics import MetricRow, ModelRow
 
 METRICS_FILE = "metrics.jsonl"
 STATUS_FILE = "status.json"

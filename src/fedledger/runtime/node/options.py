@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fedledger.assembly.config import ExperimentConfig, OutputConfig, to_yaml
 from fedledger.crypto import KeyPair, load_keypair
-from fedledger.experiment.config import ExperimentConfig, OutputConfig, to_yaml
 from fedledger.protocols.base import NodeSetup
 from fedledger.runtime.node.settings import NetSettings
 

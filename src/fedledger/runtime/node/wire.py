@@ -87,11 +87,12 @@ class BlobReply:
 @record("net.BlocksRequest")
 @dataclass(frozen=True)
 class BlocksRequest:
-    """Canonical blocks from ``from_height`` on, at most ``limit`` of them."""
+    """Canonical blocks of chain ``chain`` from ``from_height`` on, at most ``limit``."""
 
     req_id: int
     from_height: int
     limit: int
+    chain: str = "main"
 
 
 @record("net.BlocksReply")

@@ -25,34 +25,30 @@ import numpy as np
 from fedledger.codec import decode, encode
 from fedledger.errors import FedledgerError
 from fedledger.protocols.base import (
+    BASE_EFFECTS,
     BlobReceived,
-    Broadcast,
-    CancelTimer,
     EmitMetric,
     Event,
     FetchBlob,
-    Halt,
     Job,
     JobFinished,
     JobResult,
     MessageReceived,
     NodeId,
     ProtocolNode,
-    ReportModel,
     RunJob,
-    Send,
-    SetTimer,
     Start,
     TimerFired,
     TrainJob,
     wire_size,
 )
 from fedledger.protocols.meter import CpuMeter
+from fedledger.runtime.effects import EffectTable
 from fedledger.runtime.sim.compute import ComputeModel
 from fedledger.runtime.sim.network import NetworkModel
 
 if TYPE_CHECKING:
-    from fedledger.runtime.jobs import HonestSource, JobRunner
+    from fedledger.assembly.jobs import HonestSource, JobRunner
     from fedledger.storage.blobs import BlobStore
 
 
@@ -105,12 +101,15 @@ class Simulator:
         blobs: Mapping[NodeId, BlobStore] | None = None,
         meters: Mapping[NodeId, CpuMeter] | None = None,
         encode_messages: bool = False,
+        declared_effects: tuple[type, ...] = (),
     ) -> None:
         self.nodes = dict(nodes)
         self.blobs = dict(blobs or {})
         self.meters = {n: (meters or {}).get(n) or CpuMeter() for n in self.nodes}
         self.encode_messages = encode_messages
-        self.peers = dict(peers)
+        self._peers = dict(peers)
+        self.effects = EffectTable.for_host("simulator", self)
+        self.effects.require((*BASE_EFFECTS, *declared_effects), "the protocol")
         self.jobs = jobs
         self.network = network
         self.compute = compute
@@ -190,29 +189,38 @@ class Simulator:
     # ------------------------------------------------------------ effects
 
     def _execute(self, node_id: NodeId, effect: object) -> None:
-        if isinstance(effect, Send):
-            self._send(node_id, effect.to, effect.message)
-        elif isinstance(effect, Broadcast):
-            for peer in effect.to or self.peers.get(node_id, ()):
-                self._send(node_id, peer, effect.message)
-        elif isinstance(effect, SetTimer):
-            gen = self._timer_gen.get((node_id, effect.key), 0) + 1
-            self._timer_gen[(node_id, effect.key)] = gen
-            self._push(self._now + max(0.0, effect.delay), _TIMER, node_id, (effect.key, gen))
-        elif isinstance(effect, CancelTimer):
-            self._timer_gen.pop((node_id, effect.key), None)
-        elif isinstance(effect, RunJob):
-            self._start_job(node_id, effect)
-        elif isinstance(effect, FetchBlob):
-            self._fetch(node_id, effect)
-        elif isinstance(effect, ReportModel):
-            self.observer.on_report(node_id, self._now, effect.step, effect.weights)
-        elif isinstance(effect, EmitMetric):
-            self.observer.on_metric(node_id, self._now, effect)
-        elif isinstance(effect, Halt):
-            self._halted.add(node_id)
-        else:
-            raise SimulationError(f"node {node_id} returned an unknown effect {effect!r}")
+        self.effects.execute(node_id, effect)
+
+    # the host primitives of the effect table (runtime.effects.HostOps)
+
+    def peers(self, node_id: NodeId) -> tuple[NodeId, ...]:
+        return self._peers.get(node_id, ())
+
+    def set_timer(self, node_id: NodeId, key: str, delay: float) -> None:
+        gen = self._timer_gen.get((node_id, key), 0) + 1
+        self._timer_gen[(node_id, key)] = gen
+        self._push(self._now + delay, _TIMER, node_id, (key, gen))
+
+    def cancel_timer(self, node_id: NodeId, key: str) -> None:
+        self._timer_gen.pop((node_id, key), None)
+
+    def run_job(self, node_id: NodeId, job_id: str, job: Job) -> None:
+        self._start_job(node_id, RunJob(job_id, job))
+
+    def fetch_blob(self, node_id: NodeId, cid: str, source: NodeId) -> None:
+        self._fetch(node_id, FetchBlob(cid, source))
+
+    def report_model(self, node_id: NodeId, step: int, weights: np.ndarray) -> None:
+        self.observer.on_report(node_id, self._now, step, weights)
+
+    def emit_metric(self, node_id: NodeId, metric: EmitMetric) -> None:
+        self.observer.on_metric(node_id, self._now, metric)
+
+    def halt(self, node_id: NodeId, reason: str) -> None:
+        self._halted.add(node_id)
+
+    def send(self, sender: NodeId, to: NodeId, message: Any) -> None:
+        self._send(sender, to, message)
 
     def _send(self, sender: NodeId, to: NodeId, message: Any) -> None:
         if to not in self.nodes:

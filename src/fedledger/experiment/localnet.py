@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedledger.experiment.config import ExperimentConfig, load_config, to_yaml
-from fedledger.experiment.metrics import MetricRow, ModelRow
+from fedledger.assembly.build import NodeRole, assign_roles, build_protocol
+from fedledger.assembly.config import ExperimentConfig, load_config, to_yaml
+from fedledger.assembly.metrics import MetricRow, ModelRow
 from fedledger.experiment.runner import default_run_dir, finish_run
-from fedledger.experiment.setup import NodeRole, assign_roles, build_protocol
 from fedledger.runtime.node.journal import LOG_FILE, METRICS_FILE, read_journal, read_status
 from fedledger.runtime.node.launch import ProcessSet, free_ports, node_argv
 
@@ -102,6 +102,7 @@ class Localnet:
         self.timeout = timeout
         self.grace = grace
         protocol = build_protocol(self.config)
+        self.protocol = protocol
         plans = list(protocol.plan(self.config.nodes.count, self.config.seed))
         self.roles = assign_roles(self.config, plans, protocol)
         self.ids = [r.plan.node_id for r in self.roles]
@@ -256,7 +257,14 @@ class Localnet:
             "interrupted": interrupted,
         }
         summary = finish_run(
-            self.config, self.run_dir, self.roles, rows, metrics, counters, self.started
+            self.config,
+            self.protocol,
+            self.run_dir,
+            self.roles,
+            rows,
+            metrics,
+            counters,
+            self.started,
         )
         return LocalnetResult(self.run_dir, summary, exit_codes, interrupted)
 

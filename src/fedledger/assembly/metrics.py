@@ -7,13 +7,21 @@ import csv
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from fedledger.learning.attacks.base import Attack
-from fedledger.protocols.base import EmitMetric, EvalResult, NodeId
+from fedledger.learning.jobs import EvalResult
+from fedledger.protocols.base import EmitMetric, NodeId
+from fedledger.protocols.results import (
+    STEP_NODE,
+    MetricRow,
+    ModelRow,
+    StepMetrics,
+    final_rows,
+)
 
 CSV_FIELDS = ("node", "role", "honest", "step", "time", "accuracy", "loss")
 
@@ -24,45 +32,7 @@ MEASURED_TAG = ("measured", "test")
 #: A reported model's extra test-set metrics: (name, value, tags) triples.
 ModelMetrics = Callable[[np.ndarray], list[tuple[str, float, dict[str, str]]]]
 
-#: All nodes' reported models of one step -> extra rows, (name, value, tags) triples,
-#: recorded under node ``STEP_NODE`` (e.g. DFL's model difference among nodes, eq. 5).
-StepMetrics = Callable[[int, Mapping[NodeId, np.ndarray]], list[tuple[str, float, dict[str, str]]]]
-
-#: Step metrics by protocol name: a factory given the model layout (names, shapes).
-STEP_METRICS: dict[str, Callable[[tuple[tuple[str, tuple[int, ...]], ...]], StepMetrics]] = {}
-STEP_NODE = "*"
 MEMO_SIZE = 8  # distinct models whose evaluation is kept for identical reports
-
-
-def step_metrics_for(
-    protocol: str, layout: tuple[tuple[str, tuple[int, ...]], ...]
-) -> StepMetrics | None:
-    """The protocol's registered step metrics for this model layout, if any."""
-    factory = STEP_METRICS.get(protocol)
-    return None if factory is None else factory(layout)
-
-
-@dataclass(frozen=True)
-class ModelRow:
-    """One node's model at one step, measured on the global held-out test set."""
-
-    node: NodeId
-    role: str
-    honest: bool
-    step: int
-    time: float
-    accuracy: float
-    loss: float
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    node: NodeId
-    name: str
-    step: int
-    time: float
-    value: float
-    tags: dict[str, str]
 
 
 class MetricsRecorder:
@@ -163,15 +133,6 @@ class MetricsRecorder:
 
     def final_rows(self) -> list[ModelRow]:
         return final_rows(self.rows)
-
-
-def final_rows(rows: Sequence[ModelRow]) -> list[ModelRow]:
-    """Each node's last measured model."""
-    last: dict[NodeId, ModelRow] = {}
-    for row in rows:
-        if row.node not in last or row.step >= last[row.node].step:
-            last[row.node] = row
-    return [last[n] for n in sorted(last)]
 
 
 def attack_metrics(

@@ -9,8 +9,6 @@ from fedledger.registry import Registry
 
 def registries() -> dict[str, Registry[Any]]:
     """Every plug-in registry by kind, with the built-in components loaded."""
-    import fedledger.experiment.report_dfl
-    import fedledger.experiment.report_posbfl
     import fedledger.learning.aggregate
     import fedledger.learning.attacks
     import fedledger.protocols.dfl
@@ -21,6 +19,7 @@ def registries() -> dict[str, Registry[Any]]:
     from fedledger.learning.data import DATASETS
     from fedledger.learning.models import MODELS
     from fedledger.learning.partition import PARTITIONERS
+    from fedledger.learning.solvers import SOLVERS
     from fedledger.protocols.base import PROTOCOLS
 
     return {
@@ -30,4 +29,5 @@ def registries() -> dict[str, Registry[Any]]:
         "model": MODELS,
         "aggregator": AGGREGATORS,
         "attack": ATTACKS,
+        "solver": SOLVERS,
     }

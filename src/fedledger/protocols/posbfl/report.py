@@ -21,9 +21,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from fedledger.experiment.metrics import MetricRow, ModelRow
-from fedledger.experiment.reports import REPORTS
 from fedledger.ledger.store import ChainStore
+from fedledger.protocols.results import MetricRow, ModelRow
 
 
 def _honesty(rows: Sequence[ModelRow]) -> dict[str, bool]:
@@ -158,6 +157,3 @@ def posbfl_report(
     )
     plot_stakes(metrics, honest, run_dir / "plots" / "stakes.png")
     return summary
-
-
-REPORTS.add("posbfl", posbfl_report, summary="PoS-BFL: detection, legal miners, forks, stakes")

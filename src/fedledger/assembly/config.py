@@ -189,7 +189,7 @@ def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> Experiment
 
 def check_components(config: ExperimentConfig) -> None:
     """Validate every component's name and parameters against its registry."""
-    from fedledger.plugins import registries
+    from fedledger.assembly.plugins import registries
 
     reg = registries()
     reg["dataset"].params(config.data.dataset.name, config.data.dataset.params, "data.dataset")

@@ -26,8 +26,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from fedledger.experiment.metrics import STEP_METRICS, MetricRow, ModelRow, StepMetrics
-from fedledger.experiment.reports import REPORTS
+from fedledger.protocols.results import MetricRow, ModelRow, StepMetrics, StepRows
 
 Layout = tuple[tuple[str, tuple[int, ...]], ...]
 
@@ -51,22 +50,25 @@ def layer_sums(weights: np.ndarray, layout: Layout) -> np.ndarray:
 
 
 def difference_metrics(layout: Layout) -> StepMetrics:
+    """Eq. 5 as a two-part step metric: each node summarizes its model by its per-layer
+    sums (:func:`layer_sums`), and the sums of all nodes (by id) give the difference."""
     names = [name for name, _ in layout]
 
-    def measure(
-        step: int, models: Mapping[str, np.ndarray]
-    ) -> list[tuple[str, float, dict[str, str]]]:
-        sums = np.array([layer_sums(models[n], layout) for n in sorted(models)])
+    def summarize(weights: np.ndarray) -> np.ndarray:
+        return layer_sums(weights, layout)
+
+    def combine(step: int, sums_by_node: Mapping[str, np.ndarray]) -> StepRows:
+        sums = np.array([np.asarray(sums_by_node[n], np.float64) for n in sorted(sums_by_node)])
         diff = model_difference(sums)
         labels = names if len(names) == diff.size else ["all-weights"]
-        out = [
+        out: StepRows = [
             ("dfl_model_difference", float(v), {"layer": k})
             for k, v in zip(labels, diff, strict=True)
         ]
         out.append(("dfl_model_difference", float(diff.sum()), {"layer": "all"}))
         return out
 
-    return measure
+    return StepMetrics(summarize, combine)
 
 
 def _final_reputation(honest: dict[str, bool], metrics: Sequence[MetricRow]) -> dict[str, float]:
@@ -153,7 +155,3 @@ def _plot_reputation(honest: dict[str, bool], metrics: Sequence[MetricRow], path
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-STEP_METRICS["dfl"] = difference_metrics
-REPORTS.add("dfl", dfl_report, summary="DFL: model difference, reputation, blocks")

@@ -1,6 +1,6 @@
 """Building an experiment from its config: the protocol, its nodes and their roles,
-the partitioned data, the learner, the job runner and (for chain-keeping protocols) each
-node's keys, ledger and blob store.
+the partitioned data, the learner, the job runner, and each node's keys and the chains,
+blob store and root data its protocol declares (``Protocol.resources``).
 
 The simulator builds every node; a real node process builds the same experiment and
 takes only its own node (``only=``), so both hosts run identical protocol objects on
@@ -14,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
+from fedledger.assembly.config import ExperimentConfig, to_yaml
+from fedledger.assembly.jobs import JobRunner, NodeLearning
+from fedledger.assembly.plugins import registries
+from fedledger.assembly.services import make_genesis, node_keys, open_node_services
 from fedledger.errors import ConfigError
-from fedledger.experiment.config import ExperimentConfig, to_yaml
 from fedledger.learning.attacks.base import Attack
 from fedledger.learning.data import Dataset, FederatedData, NodeData, prepare_federated_data
 from fedledger.learning.partition import make_partitioner
 from fedledger.learning.train import Learner
-from fedledger.plugins import registries
 from fedledger.protocols.base import (
     NodePlan,
     NodeSetup,
@@ -29,9 +31,7 @@ from fedledger.protocols.base import (
     TrainSettings,
 )
 from fedledger.protocols.meter import CpuMeter
-from fedledger.protocols.services import NodeServices
-from fedledger.runtime.jobs import JobRunner, NodeLearning
-from fedledger.runtime.services import make_genesis, node_keys, open_node_services
+from fedledger.protocols.resources import NodeServices
 from fedledger.seeding import derive_seed
 
 
@@ -54,8 +54,8 @@ class Experiment:
 
     nodes: the protocol state machines built (all, or only the one asked for);
     meters: each built node's CPU meter (``NodeSetup.meter``);
-    services: their ledgers and blob stores (chain-keeping protocols), to be closed with
-    :meth:`close`.
+    services: their keys, chains and blob stores as the protocol declared, to be closed
+    with :meth:`close`.
     """
 
     config: ExperimentConfig
@@ -77,7 +77,7 @@ class Experiment:
 
     def close(self) -> None:
         for svc in self.services.values():
-            svc.ledger.close()
+            svc.close()
 
 
 def build_protocol(config: ExperimentConfig) -> Protocol:
@@ -174,15 +174,17 @@ def open_services(
     config: ExperimentConfig,
     run_dir: Path,
 ) -> dict[str, NodeServices]:
-    """Keys of all nodes, the shared genesis block, and the ``wanted`` nodes' ledgers and
-    blob stores under ``run_dir/nodes/<id>/``."""
+    """Keys of all nodes, the shared genesis block, and the ``wanted`` nodes' declared
+    chains and blob stores under ``run_dir/nodes/<id>/``."""
     keys = node_keys(plans, config.seed)
     genesis = make_genesis(keys, to_yaml(config))
-    members = tuple(keys[n].address for n in sorted(keys))
-    fork_choice, finality = protocol.ledger_rules(members)
     return {
         p.node_id: open_node_services(
-            p.node_id, run_dir / "nodes" / p.node_id, keys, genesis, fork_choice, finality
+            p.node_id,
+            run_dir / "nodes" / p.node_id,
+            keys,
+            genesis,
+            protocol.resources(p, plans),
         )
         for p in wanted
     }
@@ -208,17 +210,20 @@ def build_experiment(
         for r, node_data in zip(holders, data.nodes, strict=True)
         if only is None or r.plan.node_id == only
     }
-    for node_id, count in sorted(protocol.root_data().items()):
-        if node_id in {r.plan.node_id for r in holders}:
+    for plan in plans:
+        count = protocol.resources(plan, plans).root_samples
+        if not count:
+            continue
+        node_id = plan.node_id
+        if plan.holds_data:
             raise ConfigError("protocol", f"{node_id} holds a partition and cannot hold a root set")
         if only is None or node_id == only:
             learning[node_id] = NodeLearning(sample_root_set(data, count, config.seed, node_id))
     jobs = JobRunner(learner, learning, config.seed)
     settings = TrainSettings(**config.train.model_dump())
     wanted = [p for p in plans if only is None or p.node_id == only]
-    services = (
-        open_services(protocol, plans, wanted, config, run_dir) if protocol.uses_ledger else {}
-    )
+    services = open_services(protocol, plans, wanted, config, run_dir)
+    horizon = protocol.horizon(config.rounds)
     nodes = {}
     meters: dict[str, CpuMeter] = {}
     for r in roles:
@@ -232,9 +237,9 @@ def build_experiment(
             initial_weights=initial,
             num_train_samples=jobs.num_samples(r.plan.node_id),
             params=protocol.params,
-            rounds=config.rounds,
+            horizon=horizon,
+            services=services[r.plan.node_id],
             faults=r.faults,
-            services=services.get(r.plan.node_id),
             meter=meters.setdefault(r.plan.node_id, CpuMeter()),
         )
         nodes[r.plan.node_id] = protocol.create_node(setup)
