@@ -1,0 +1,1 @@
+"""Privacy layer: differential privacy (dp/), homomorphic aggregation (he/)."""
