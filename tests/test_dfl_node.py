@@ -11,7 +11,7 @@ import pytest
 
 from fedledger.assembly.services import make_genesis, node_keys, open_node_services
 from fedledger.learning.weights import Layout, to_safetensors
-from fedledger.ledger.records import ModelRef, Receipt, record_id, sign
+from fedledger.ledger.records import ModelRef, record_id, sign
 from fedledger.protocols.base import (
     BlobReceived,
     Broadcast,
@@ -34,6 +34,7 @@ from fedledger.protocols.dfl.chain import BLOCK_TIMER, CONFIRM_TIMER
 from fedledger.protocols.dfl.messages import ConfirmReply, ConfirmRequest, Gossip
 from fedledger.protocols.dfl.node import DflNode
 from fedledger.protocols.dfl.params import DflParams
+from fedledger.protocols.dfl.records import Receipt
 from fedledger.protocols.resources import NodeServices
 from setupkit import make_setup
 

@@ -98,7 +98,7 @@ def test_server_trains_on_its_root_set_and_aggregates_with_the_trusted_update():
     node = server(10)
     effects = node.handle(Start(0.0))
     (job,) = [e for e in effects if isinstance(e, RunJob)]
-    assert job.job_id == "root-1" and isinstance(job.job, TrainJob)
+    assert job.job_id == "root:1" and isinstance(job.job, TrainJob)
     assert job.job.tag == "root-1" and np.array_equal(job.job.weights, np.zeros(2))
     good = ClientUpdate(1, np.array([1.0, 0.0], np.float32), 5, 0.1)
     bad = ClientUpdate(1, np.array([-9.0, 0.0], np.float32), 5, 0.1)
@@ -107,19 +107,19 @@ def test_server_trains_on_its_root_set_and_aggregates_with_the_trusted_update():
     # the round waits for the trusted update; a repeated timeout changes nothing
     assert node.handle(TimerFired(600.0, "round-timeout")) == []
     trusted = TrainResult(np.array([2.0, 0.0], np.float32), 10, 0.3)
-    effects = node.handle(JobFinished(2.0, "root-1", trusted))
+    effects = node.handle(JobFinished(2.0, "root:1", trusted))
     report = next(e for e in effects if isinstance(e, ReportModel))
     np.testing.assert_allclose(report.weights, [2.0, 0.0])  # good rescaled to ||g0||, bad dropped
     assert effects[0].name == "root_loss" and effects[0].value == pytest.approx(0.3)
     assert any(isinstance(e, Broadcast) and e.message.round == 2 for e in effects)
-    assert any(isinstance(e, RunJob) and e.job_id == "root-2" for e in effects)
+    assert any(isinstance(e, RunJob) and e.job_id == "root:2" for e in effects)
 
 
 def test_trusted_update_arriving_first_is_kept_for_the_round():
     node = server(10)
     node.handle(Start(0.0))
     trusted = TrainResult(np.array([0.0, 1.0], np.float32), 10, 0.3)
-    assert len(node.handle(JobFinished(0.5, "root-1", trusted))) == 1  # only root_loss
+    assert len(node.handle(JobFinished(0.5, "root:1", trusted))) == 1  # only root_loss
     node.handle(MessageReceived(1.0, "c000", ClientUpdate(1, np.ones(2, np.float32), 5, 0.1)))
     effects = node.handle(
         MessageReceived(1.0, "c001", ClientUpdate(1, np.ones(2, np.float32), 5, 0.1))

@@ -95,7 +95,7 @@ class Net:
     def worker_tx(self, worker: str, weights: np.ndarray, rnd: int = 1) -> Transaction:
         """The worker stores ``weights`` and signs its worker-transaction."""
         ctx = self.devices[worker].ctx
-        ref = ctx.store_model(weights.astype(np.float32), SAMPLES)
+        ref = ctx.blobs.store(weights.astype(np.float32), SAMPLES)
         update = WorkerUpdate(rnd, ref, 2, float(2 * SAMPLES))
         return sign(Transaction(self.addr(worker), 1.0, WORKER_TX, update, rnd), self.keys[worker])
 
@@ -212,7 +212,7 @@ def test_a_forwarded_transaction_from_a_non_validator_and_a_bad_blob_are_refused
     (fetch,) = effects_of(
         device.handle(MessageReceived(1.0, worker, WorkerTxMsg(1, tx))), FetchBlob
     )
-    other = net.devices[worker].ctx.store_model(np.zeros(DIM, np.float32), SAMPLES)
+    other = net.devices[worker].ctx.blobs.store(np.zeros(DIM, np.float32), SAMPLES)
     wrong = net.services[worker].blobs.get(other.cid)
     assert device.handle(BlobReceived(2.0, fetch.cid, worker, wrong)) == []
     assert device.ctx.gate.counts["bad_blob"] == 1

@@ -17,11 +17,9 @@ from fedledger.ledger.records import (
     ZERO_HASH,
     Block,
     BlockHeader,
-    Confirmation,
     Genesis,
     Member,
     ModelRef,
-    Receipt,
     RecordError,
     Transaction,
     Vote,
@@ -32,6 +30,7 @@ from fedledger.ledger.records import (
     signer_of,
     signing_message,
 )
+from fedledger.protocols.dfl.records import Confirmation, Receipt
 
 ALICE = KeyPair.generate("ed25519", b"\x01" * 32)
 BOB = KeyPair.generate("ed25519", b"\x02" * 32)

@@ -17,7 +17,6 @@ from fedledger.ledger.records import (
     Genesis,
     Member,
     ModelRef,
-    Receipt,
     Transaction,
     Vote,
     genesis_block,
@@ -25,6 +24,7 @@ from fedledger.ledger.records import (
     sign,
 )
 from fedledger.ledger.verify import RejectCounter, Rejected, RejectReason, Verifier
+from fedledger.protocols.dfl.records import Receipt
 
 ALICE = KeyPair.generate("ed25519", b"\x01" * 32)
 BOB = KeyPair.generate("ed25519", b"\x02" * 32)

@@ -13,7 +13,7 @@ def registries() -> dict[str, Registry[Any]]:
     import fedledger.learning.attacks
     import fedledger.protocols.dfl
     import fedledger.protocols.posbfl
-    import fedledger.protocols.vanilla  # noqa: F401  (registers the protocol)
+    import fedledger.protocols.vanilla
     from fedledger.learning.aggregate.base import AGGREGATORS
     from fedledger.learning.attacks.base import ATTACKS
     from fedledger.learning.data import DATASETS
@@ -30,4 +30,5 @@ def registries() -> dict[str, Registry[Any]]:
         "aggregator": AGGREGATORS,
         "attack": ATTACKS,
         "solver": SOLVERS,
+        "update_rule": fedledger.protocols.dfl.UPDATE_RULES,
     }

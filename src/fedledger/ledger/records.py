@@ -1,4 +1,4 @@
-"""The records a ledger holds and nodes sign: transactions, blocks, votes, receipts, ...
+"""The records a ledger holds and nodes sign: transactions, blocks, votes, ...
 
 Every record is a frozen dataclass registered with the canonical codec under a stable
 type name ("ledger.<Class>"). Addresses and hashes are 32-byte ``bytes``; times are float
@@ -8,7 +8,9 @@ Identity and signatures:
 
 - ``record_id(rec)`` is SHA-256 of the canonical encoding of ``rec`` with its signature
   field emptied, so the id exists before signing and does not depend on signature bytes.
-  The type name is part of the encoding, so a Vote and a Receipt never share an id.
+  The type name is part of the encoding, so records of two types never share an id.
+  Protocols define their own signed records the same way (DFL's receipts and
+  confirmations: ``fedledger.protocols.dfl.records``).
 - a signed record type names its signer field in the ClassVar ``SIGNER`` (``sender``,
   ``proposer``, ``voter``, ``creator``); the signer signs
   ``SIGNING_CONTEXT + record_id(rec)`` (a fixed prefix, so a record signature can never be
@@ -211,50 +213,6 @@ class Vote:
         _need_signature(self)
 
 
-@record("ledger.Receipt")
-@dataclass(frozen=True)
-class Receipt:
-    """DFL: ``creator`` received transaction ``tx_digest`` with ``received_at_ttl`` left
-    and measured ``accuracy`` of its model on local data."""
-
-    SIGNER: ClassVar[str] = "creator"
-
-    creator: bytes
-    tx_digest: bytes
-    received_at_ttl: int
-    accuracy: float
-    timestamp: float
-    signature: bytes = b""
-
-    def __post_init__(self) -> None:
-        _need_hash(self, "creator", "tx_digest")
-        _need_non_negative(self, "received_at_ttl")
-        _need_signature(self)
-
-
-@record("ledger.Confirmation")
-@dataclass(frozen=True)
-class Confirmation:
-    """DFL: ``creator`` confirms block ``block_digest`` and the receipts it relied on."""
-
-    SIGNER: ClassVar[str] = "creator"
-
-    creator: bytes
-    block_digest: bytes
-    receipt_ids: tuple[bytes, ...]
-    timestamp: float
-    signature: bytes = b""
-
-    def __post_init__(self) -> None:
-        _need_hash(self, "creator", "block_digest")
-        for i, rid in enumerate(self.receipt_ids):
-            if not isinstance(rid, bytes) or len(rid) != HASH_SIZE:
-                raise RecordError(
-                    f"Confirmation.receipt_ids[{i}] must be {HASH_SIZE} bytes, got {rid!r:.40}"
-                )
-        _need_signature(self)
-
-
 @record("ledger.Member")
 @dataclass(frozen=True)
 class Member:
@@ -342,7 +300,7 @@ def _signed(rec: Any) -> Any:
     ):
         raise RecordError(
             f"{type(rec).__name__} is not a signed record type (signed types declare a SIGNER "
-            "field: Transaction, BlockHeader, Block, Vote, Receipt, Confirmation)"
+            "field: Transaction, BlockHeader, Block, Vote, and protocols' own signed records)"
         )
     return rec
 

@@ -384,5 +384,10 @@ class Protocol(ABC, Generic[P]):
         write more plots under ``run_dir/plots``. Default: nothing."""
         return {}
 
+    def headline(self, section: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+        """A few (label, text) lines from its report section that say what its ledger
+        caught, for ``fedledger compare``. Default: none (no ledger)."""
+        return (("what the ledger caught", "no ledger"),)
+
 
 PROTOCOLS: Registry[Protocol[Any]] = Registry("protocol")

@@ -13,10 +13,11 @@ import math
 from collections.abc import Iterable, Sequence
 
 from fedledger.crypto import KeyPair
-from fedledger.ledger.records import Block, Confirmation, Receipt, Transaction, record_id, sign
+from fedledger.ledger.records import Block, Transaction, record_id, sign
 from fedledger.ledger.verify import Verifier
 from fedledger.protocols.dfl.messages import BlockBody
-from fedledger.protocols.dfl.transactions import Dropped
+from fedledger.protocols.dfl.records import Confirmation, Receipt
+from fedledger.protocols.kit.gate import Reject
 
 
 def draft_block(
@@ -40,7 +41,7 @@ def draft_block(
 def body_of(block: Block) -> BlockBody:
     body = block.header.extra
     if not isinstance(body, BlockBody):
-        raise Dropped("malformed_block", f"header extra is {type(body).__name__}, not BlockBody")
+        raise Reject("malformed_block", f"header extra is {type(body).__name__}, not BlockBody")
     return body
 
 
@@ -82,11 +83,11 @@ def check_confirmation(
     computed), and only receipts of the draft that its creator made (at least one)."""
     verifier.check(confirmation)
     if confirmation.block_digest != (digest or draft_digest(draft)):
-        raise Dropped("confirmation_wrong_block", "it confirms another block")
+        raise Reject("confirmation_wrong_block", "it confirms another block")
     own = {record_id(r) for r in body_of(draft).receipts if r.creator == confirmation.creator}
     ids = set(confirmation.receipt_ids)
     if not ids or not ids <= own or len(ids) != len(confirmation.receipt_ids):
-        raise Dropped("confirmation_wrong_receipts", "it names receipts its creator did not make")
+        raise Reject("confirmation_wrong_receipts", "it names receipts its creator did not make")
 
 
 def confirmed_ids(confirmations: Iterable[Confirmation]) -> set[bytes]:
@@ -133,11 +134,11 @@ def check_final_block(verifier: Verifier, block: Block, parent: Block | None) ->
     for receipt in body.receipts:
         verifier.check(receipt)
         if receipt.tx_digest not in tx_ids:
-            raise Dropped("receipt_wrong_tx", "a receipt names a transaction not in the block")
+            raise Reject("receipt_wrong_tx", "a receipt names a transaction not in the block")
     creators = set()
     digest = draft_digest(block)
     for confirmation in body.confirmations:
         check_confirmation(verifier, block, confirmation, digest)
         if confirmation.creator in creators:
-            raise Dropped("confirmation_duplicate", "two confirmations by one node")
+            raise Reject("confirmation_duplicate", "two confirmations by one node")
         creators.add(confirmation.creator)

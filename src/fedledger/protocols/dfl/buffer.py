@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fedledger.ledger.records import Receipt, Transaction, record_id
+from fedledger.ledger.records import Transaction, record_id
+from fedledger.protocols.dfl.records import Receipt
 from fedledger.protocols.dfl.reputation import ReceivedModel
 
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fedledger.ledger.records import Block, Confirmation, record_id, tx_root
+from fedledger.ledger.records import Block, record_id, tx_root
 from fedledger.ledger.verify import Rejected, Verifier
 from fedledger.protocols.base import Effect, EmitMetric, Send, SetTimer
 from fedledger.protocols.dfl import blocks
 from fedledger.protocols.dfl.buffer import OwnTransactions
 from fedledger.protocols.dfl.messages import ConfirmReply, ConfirmRequest, ModelTx
 from fedledger.protocols.dfl.params import DflParams
-from fedledger.protocols.dfl.transactions import Dropped
+from fedledger.protocols.dfl.records import Confirmation
+from fedledger.protocols.kit.gate import Reject
 from fedledger.protocols.resources import NodeServices
 
 BLOCK_TIMER = "dfl-block"
@@ -113,7 +114,7 @@ class ChainWork:
             blocks.check_confirmation(self.verifier, self.draft, conf, self.digest)
         except Rejected:
             return []
-        except Dropped as d:
+        except Reject as d:
             self.drop(d.reason)
             return []
         if conf.creator in self.confirmations:
@@ -164,11 +165,11 @@ class ChainWork:
             # here: the confirmer vouches only for receipts it made itself
             self.verifier.check(draft.header)
             if draft.header.tx_root != tx_root(draft.transactions):
-                raise Dropped("malformed_block", "tx_root does not match the transactions")
+                raise Reject("malformed_block", "tx_root does not match the transactions")
             body = blocks.body_of(draft)
         except Rejected:
             return []
-        except Dropped as d:
+        except Reject as d:
             self.drop(d.reason)
             return []
         if body.genesis != self.genesis:

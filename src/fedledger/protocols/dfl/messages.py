@@ -7,7 +7,8 @@ On chain (signed, content-addressed):
   digest); ``sender`` is the generator, ``timestamp`` the create_time, ``nonce`` the
   generator's transaction count. Its id (digest) excludes the receipts, which travel
   beside it;
-- receipts and confirmations are ``ledger.Receipt`` / ``ledger.Confirmation``;
+- receipts and confirmations are :mod:`.records` (codec tags ``ledger.Receipt`` /
+  ``ledger.Confirmation``);
 - a block is a ``ledger.Block`` of the generator's own transactions whose header
   ``extra`` is a :class:`BlockBody` (genesis digest, receipts, confirmations). The draft
   has no confirmations; the final block has them and chains on the previous final hash.
@@ -21,8 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedledger.codec import record
-from fedledger.ledger.records import Block, Confirmation, ModelRef, Receipt, Transaction
+from fedledger.ledger.records import Block, ModelRef, Transaction
 from fedledger.protocols.base import Message
+from fedledger.protocols.dfl.records import Confirmation, Receipt
 
 TX_KIND = "dfl.model"
 

@@ -17,14 +17,11 @@ count are kept in the node's store after every update (:mod:`.state`) and restor
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
-from fedledger.errors import FedledgerError
-from fedledger.learning.weights import Layout, from_safetensors, to_safetensors
-from fedledger.ledger.records import ModelRef, Receipt, Transaction, record_id
-from fedledger.ledger.verify import Rejected, Verifier
+from fedledger.learning.jobs import JobResult
+from fedledger.ledger.records import Transaction, record_id
+from fedledger.ledger.verify import Rejected
 from fedledger.protocols.base import (
     BlobReceived,
     Broadcast,
@@ -32,13 +29,11 @@ from fedledger.protocols.base import (
     EmitMetric,
     EvalJob,
     EvalResult,
-    Event,
     FetchBlob,
     Halt,
     JobFinished,
     MessageReceived,
     NodeSetup,
-    ProtocolNode,
     ReportModel,
     RunJob,
     Send,
@@ -55,30 +50,33 @@ from fedledger.protocols.dfl.buffer import ModelBuffer
 from fedledger.protocols.dfl.chain import BLOCK_TIMER, CONFIRM_TIMER, ChainWork
 from fedledger.protocols.dfl.messages import ConfirmReply, ConfirmRequest, Gossip, ModelTx
 from fedledger.protocols.dfl.params import DflParams
+from fedledger.protocols.dfl.records import Receipt
 from fedledger.protocols.dfl.reputation import ReceivedModel, build_rule
+from fedledger.protocols.kit.blobs import ModelBlobs
+from fedledger.protocols.kit.gate import Reject
+from fedledger.protocols.kit.ids import JobId
+from fedledger.protocols.kit.node import KitNode, handles
 from fedledger.seeding import derive_seed
 
 DATA, REPORT, END = "dfl-data", "dfl-report", "dfl-end"
+TRAIN, EVAL, SELF_EVAL = "train", "eval", "self"
 OBSERVER = "observer"
 DUPLICATE = "duplicate"
 
 
-class DflNode(ProtocolNode):
-    def __init__(self, setup: NodeSetup) -> None:
+class DflNode(KitNode[DflParams]):
+    unexpected_message = "unknown_message"
+
+    def __init__(self, setup: NodeSetup[DflParams]) -> None:
         super().__init__(setup)
         params = setup.params
-        if not isinstance(params, DflParams):
-            raise TypeError(f"dfl nodes need DflParams, got {type(params).__name__}")
-        if setup.services is None:
-            raise FedledgerError("dfl keeps a chain per node: the host must give NodeServices")
         self.p = params
         self.svc = setup.services
-        self.verifier = Verifier(self.svc.directory)
-        self.drops: dict[str, int] = {}
+        self.verifier = self.gate.verifier
         self.chain = ChainWork(self.svc, params, self.verifier, self._drop)
         self.rule = build_rule(params.update_rule)
         self.weights = np.asarray(setup.initial_weights, dtype=np.float32)
-        self.layout = Layout((("weights", self.weights.shape),))
+        self.blobs = ModelBlobs(self.svc.blob_store, self.weights.shape)
         self.observer = setup.plan.role == OBSERVER
         self.arrival = DataArrival(
             setup.seed,
@@ -93,7 +91,8 @@ class DflNode(ProtocolNode):
         self.seen: set[bytes] = set()
         self.verified: set[bytes] = set()  # (record id + signature) checked before
         self.fetching: dict[str, list[tuple[Gossip, bytes, str]]] = {}
-        self.evaluating: dict[str, tuple[Gossip, bytes, np.ndarray]] = {}
+        self.evaluating: dict[JobId, tuple[Gossip, bytes, np.ndarray]] = {}
+        self.evaluations = 0
         self.nonce = 0
         self.trainings = 0
         self.training = False
@@ -104,34 +103,27 @@ class DflNode(ProtocolNode):
 
     # ------------------------------------------------------------ dispatch
 
-    def handle(self, event: Event) -> list[Effect]:
-        if isinstance(event, Start):
-            return self._start(event.time)
-        if isinstance(event, TimerFired):
-            return self._timer(event.key, event.time)
-        if isinstance(event, MessageReceived):
-            msg = event.message
-            if isinstance(msg, Gossip):
-                return self._on_gossip(event.sender, msg, event.time)
-            with self.setup.meter.section("blockchain"):
-                if isinstance(msg, ConfirmRequest):
-                    return self.chain.on_request(event.sender, msg, event.time)
-                if isinstance(msg, ConfirmReply):
-                    return self.chain.on_reply(msg, event.time)
-            self._drop("unknown_message")
-            return []
-        if isinstance(event, BlobReceived):
-            return self._on_blob(event)
-        if isinstance(event, JobFinished):
-            return self._on_job(event.job_id, event.result, event.time)
-        return []
+    @property
+    def drops(self) -> dict[str, int]:
+        """The protocol-level rejections so far by reason (the verifier's left out)."""
+        return self.gate.protocol_counts()
 
     def _drop(self, reason: str) -> None:
-        self.drops[reason] = self.drops.get(reason, 0) + 1
+        self.gate.fail(reason)
+
+    @handles(ConfirmRequest, ConfirmReply)
+    def on_chain_message(self, event: MessageReceived) -> list[Effect]:
+        msg = event.message
+        with self.setup.meter.section("blockchain"):
+            if isinstance(msg, ConfirmRequest):
+                return self.chain.on_request(event.sender, msg, event.time)
+            assert isinstance(msg, ConfirmReply)
+            return self.chain.on_reply(msg, event.time)
 
     # ------------------------------------------------------------ timers
 
-    def _start(self, now: float) -> list[Effect]:
+    def on_start(self, event: Start) -> list[Effect]:
+        now = event.time
         with self.setup.meter.section("blockchain"):
             self.nonce, self.seen, last = self.chain.restore()
         if last is not None:
@@ -156,14 +148,12 @@ class DflNode(ProtocolNode):
         me = self.svc.keys.address
         own = [tx for tx in block.transactions if tx.sender == me]
         ref = own[-1].payload.model if own and isinstance(own[-1].payload, ModelTx) else None
-        if ref is not None and self.svc.blobs.has(ref.cid):
-            data = self.svc.blobs.get(ref.cid)
-            if hashlib.sha256(data).digest() == ref.sha256:
-                weights, _ = from_safetensors(data)
-                if weights.shape == self.weights.shape:
-                    self.weights = weights
+        weights = None if ref is None else self.blobs.own(ref)
+        if weights is not None:
+            self.weights = weights
 
-    def _timer(self, key: str, now: float) -> list[Effect]:
+    def on_timer(self, key: str, event: TimerFired) -> list[Effect]:
+        now = event.time
         if key == DATA:
             self.arrival.arrive()
             return [SetTimer(DATA, self.arrival.next_delay()), *self._maybe_train(now)]
@@ -182,12 +172,9 @@ class DflNode(ProtocolNode):
         step = round(now)
         effects: list[Effect] = [ReportModel(step, self.weights)]
         effects += self._reputation_metrics(step)
-        counts = dict(self.drops)
-        for reason, n in self.verifier.counter.as_dict().items():
-            if n:
-                counts[reason] = counts.get(reason, 0) + n
-        for reason, n in sorted(counts.items()):
+        for reason, n in sorted(self.gate.rejections().items()):
             effects.append(EmitMetric("dfl_rejects", float(n), step, (("reason", reason),)))
+        effects += self.gate.new_metrics(step)
         effects.append(EmitMetric("dfl_blocks", float(self.chain.blocks), step))
         return effects
 
@@ -215,7 +202,7 @@ class DflNode(ProtocolNode):
             tag=f"dfl-{self.node_id}-{self.trainings}",
             momentum_buffer=self.momentum if self.p.keep_solver else None,
         )
-        return [RunJob(f"train:{self.trainings}", job)]
+        return [RunJob(str(JobId(TRAIN, self.trainings)), job)]
 
     def _shared_model(self, trained: np.ndarray) -> np.ndarray:
         """The model put in the transaction: the trained one, or for the duplication
@@ -231,11 +218,7 @@ class DflNode(ProtocolNode):
     def _publish(self, trained: TrainResult, now: float) -> list[Effect]:
         shared = self._shared_model(np.asarray(trained.weights, dtype=np.float32))
         with self.setup.meter.section("network"):
-            data = to_safetensors(shared, self.layout)
-            cid = self.svc.blobs.put(data)
-        ref = ModelRef(
-            cid=cid, sha256=hashlib.sha256(data).digest(), num_samples=trained.num_samples
-        )
+            ref = self.blobs.store(shared, trained.num_samples)
         with self.setup.meter.section("blockchain"):
             tx = txs.make_transaction(
                 self.svc.keys,
@@ -256,7 +239,10 @@ class DflNode(ProtocolNode):
 
     # ------------------------------------------------------------ receiving
 
-    def _on_gossip(self, sender: str, gossip: Gossip, now: float) -> list[Effect]:
+    @handles(Gossip)
+    def on_gossip(self, event: MessageReceived) -> list[Effect]:
+        sender, gossip, now = event.sender, event.message, event.time
+        assert isinstance(gossip, Gossip)
         with self.setup.meter.section("blockchain"):
             try:
                 tx_id = txs.check_gossip(
@@ -264,8 +250,8 @@ class DflNode(ProtocolNode):
                 )
             except Rejected:
                 return []
-            except txs.Dropped as d:
-                self._drop(d.reason)
+            except Reject as reject:
+                self.gate.count(reject)
                 return []
             if gossip.tx.sender == self.svc.keys.address:
                 self.chain.own.add_receipts(tx_id, gossip.receipts)
@@ -279,50 +265,45 @@ class DflNode(ProtocolNode):
         self.fetching.setdefault(cid, []).append((gossip, tx_id, generator))
         return [FetchBlob(cid, sender)]
 
-    def _on_blob(self, event: BlobReceived) -> list[Effect]:
+    def on_blob(self, event: BlobReceived) -> list[Effect]:
         waiting = self.fetching.pop(event.cid, [])
         effects: list[Effect] = []
         for gossip, tx_id, _generator in waiting:
             weights = self._model_of(gossip.tx, event.data)
             if weights is None:
                 continue
-            self.evaluating[tx_id.hex()] = (gossip, tx_id, weights)
-            effects.append(RunJob(f"eval:{tx_id.hex()}", EvalJob(weights)))
+            self.evaluations += 1
+            job_id = JobId(EVAL, self.evaluations, tx_id.hex())
+            self.evaluating[job_id] = (gossip, tx_id, weights)
+            effects.append(RunJob(str(job_id), EvalJob(weights)))
         return effects
 
     def _model_of(self, tx: Transaction, data: bytes | None) -> np.ndarray | None:
-        ref = tx.payload.model
         with self.setup.meter.section("network"):
-            if data is None:
-                self._drop("model_unavailable")
-                return None
-            if hashlib.sha256(data).digest() != ref.sha256:
-                self._drop("bad_model_hash")
-                return None
             try:
-                weights, _ = from_safetensors(data)
-            except FedledgerError:
-                self._drop("malformed_model")
-                return None
-            if weights.shape != self.weights.shape or not np.isfinite(weights).all():
-                self._drop("wrong_model")
+                weights = self.blobs.check(data, tx.payload.model)
+            except Reject as reject:
+                self.gate.count(reject)
                 return None
             if txs.received_at_ttl(tx, ()) > 1:
-                self.svc.blobs.put(data)  # it will be forwarded: serve it from here too
+                assert data is not None
+                self.svc.blob_store.put(data)  # it will be forwarded: serve it from here too
         return weights
 
-    def _on_job(self, job_id: str, result: object, now: float) -> list[Effect]:
-        kind, _, key = job_id.partition(":")
-        if kind == "train" and isinstance(result, TrainResult):
+    def on_job(self, job_id: JobId | None, result: JobResult, event: JobFinished) -> list[Effect]:
+        now = event.time
+        kind = job_id.kind if job_id is not None else ""
+        if kind == TRAIN and isinstance(result, TrainResult):
             self.training = False
             self.momentum = result.momentum_buffer
             if not self.observer:
                 self.weights = np.asarray(result.weights, dtype=np.float32)
             return [*self._publish(result, now), *self._maybe_train(now)]
-        if kind == "eval" and isinstance(result, EvalResult):
-            entry = self.evaluating.pop(key, None)
+        if kind == EVAL and isinstance(result, EvalResult):
+            assert job_id is not None
+            entry = self.evaluating.pop(job_id, None)
             return [] if entry is None else self._evaluated(*entry, result.accuracy, now)
-        if kind == "self" and isinstance(result, EvalResult):
+        if kind == SELF_EVAL and isinstance(result, EvalResult):
             return self._update(result.accuracy, now)
         return []
 
@@ -354,7 +335,7 @@ class DflNode(ProtocolNode):
             return []
         self.updating = self.buffer.take()
         self.updates += 1
-        return [RunJob(f"self:{self.updates}", EvalJob(self.weights))]
+        return [RunJob(str(JobId(SELF_EVAL, self.updates)), EvalJob(self.weights))]
 
     def _update(self, own_accuracy: float, now: float) -> list[Effect]:
         received, self.updating = self.updating, ()

@@ -64,9 +64,9 @@ class DflParams(BaseModel):
             raise ValueError("topology 'edges' needs a non-empty 'edges' list of [i, j] pairs")
         if self.topology != "edges" and self.edges:
             raise ValueError(f"'edges' is only used with topology 'edges', not {self.topology!r}")
-        if "name" not in self.update_rule or not isinstance(self.update_rule["name"], str):
-            raise ValueError(
-                f"update_rule needs a 'name' (a registered rule or 'package.module:Class'), "
-                f"got {self.update_rule!r}"
-            )
+        # the built-in rules register on import; unknown names and bad parameters fail
+        # here, when the config loads, not when the first node is built
+        from fedledger.protocols.dfl.rules import check_rule
+
+        check_rule(self.update_rule)
         return self

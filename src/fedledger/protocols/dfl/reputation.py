@@ -60,12 +60,8 @@ class UpdateRule:
 UPDATE_RULES: Registry[UpdateRule] = Registry("update rule")
 
 
-def build_rule(spec: Mapping[str, Any], where: str = "protocol.update_rule") -> UpdateRule:
-    """A rule from ``{name: ..., **params}``: registered, or ``package.module:Class``."""
-    values = dict(spec)
-    name = values.pop("name")
-    if name in UPDATE_RULES:
-        return UPDATE_RULES.build(name, values, where)
+def _imported(name: str, where: str) -> type:
+    """The class an import path ``package.module:Class`` names, or ConfigError."""
     if ":" not in name:
         allowed = ", ".join(UPDATE_RULES.names())
         raise ConfigError(
@@ -80,7 +76,33 @@ def build_rule(spec: Mapping[str, Any], where: str = "protocol.update_rule") -> 
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type) or not callable(getattr(cls, "update_model", None)):
         raise ConfigError(f"{where}.name", f"{name!r} is not a class with an update_model method")
+    return cls
+
+
+def check_rule(spec: Mapping[str, Any], where: str = "protocol.update_rule") -> None:
+    """Validate ``{name: ..., **params}`` without building the rule: a registered name
+    with valid parameters, or an importable ``package.module:Class`` with update_model."""
+    values = dict(spec)
+    name = values.pop("name", None)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(
+            f"{where}.name",
+            f"a rule needs a 'name' (a registered rule or 'package.module:Class'), got {name!r}",
+        )
+    if name in UPDATE_RULES:
+        UPDATE_RULES.params(name, values, where)
+    else:
+        _imported(name, where)
+
+
+def build_rule(spec: Mapping[str, Any], where: str = "protocol.update_rule") -> UpdateRule:
+    """A rule from ``{name: ..., **params}``: registered, or ``package.module:Class``."""
+    values = dict(spec)
+    name = values.pop("name")
+    if name in UPDATE_RULES:
+        return UPDATE_RULES.build(name, values, where)
+    cls = _imported(name, where)
     try:
-        return cls(**values)
+        return cls(**values)  # type: ignore[no-any-return]
     except TypeError as err:
         raise ConfigError(f"{where}", f"cannot build {name} with {values}: {err}") from None

@@ -25,8 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fedledger.learning.aggregate.base import AggregationContext, Update
 from fedledger.learning.aggregate.basic import ReputationParams, halffedavg, reputation_weighted
-from fedledger.protocols.dfl.reputation import UPDATE_RULES, ReceivedModel, UpdateRule, Vector
+from fedledger.protocols.dfl.reputation import (
+    UPDATE_RULES,
+    ReceivedModel,
+    UpdateRule,
+    Vector,
+    check_rule,
+)
 from fedledger.registry import NoParams
+
+__all__ = ["UPDATE_RULES", "Filtered", "HalfFedAvg", "Reputation005", "check_rule"]
 
 
 def _updates(received: Sequence[ReceivedModel]) -> list[Update]:

@@ -7,17 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fedledger.crypto import KeyPair
-from fedledger.ledger.records import ModelRef, Receipt, Transaction, record_id, sign
+from fedledger.ledger.records import ModelRef, Transaction, record_id, sign
 from fedledger.ledger.verify import Verifier
 from fedledger.protocols.dfl.messages import TX_KIND, Gossip, ModelTx
-
-
-class Dropped(Exception):
-    """A message refused by a DFL rule; ``reason`` is the counted metric tag."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+from fedledger.protocols.dfl.records import Receipt
+from fedledger.protocols.kit.gate import Reject
 
 
 def make_transaction(
@@ -69,28 +63,28 @@ def check_gossip(
     """Verify a gossiped transaction and its receipts; return the transaction id.
 
     Raises ``Rejected`` (counted by the verifier: malformed, unknown signer, bad
-    signature) or :class:`Dropped` (a DFL rule: wrong kind or genesis, expired, receipts
-    that do not belong to it or break eq. 1)."""
+    signature) or an uncounted kit ``Reject`` (a DFL rule: wrong kind or genesis,
+    expired, receipts that do not belong to it or break eq. 1)."""
     tx = gossip.tx
     known = set() if known is None else known
     tx_id = check_signed(verifier, tx, known)
     payload = tx.payload
     if tx.kind != TX_KIND or not isinstance(payload, ModelTx):
-        raise Dropped("wrong_kind", f"kind {tx.kind!r}, payload {type(payload).__name__}")
+        raise Reject("wrong_kind", f"kind {tx.kind!r}, payload {type(payload).__name__}")
     if payload.genesis != genesis:
-        raise Dropped("wrong_genesis", "the transaction belongs to another network")
+        raise Reject("wrong_genesis", "the transaction belongs to another network")
     if payload.expire_time < now:
-        raise Dropped("expired", f"expired at {payload.expire_time:g}, now {now:g}")
+        raise Reject("expired", f"expired at {payload.expire_time:g}, now {now:g}")
     creators = {tx.sender}
     for receipt in gossip.receipts:
         check_signed(verifier, receipt, known)
         if receipt.tx_digest != tx_id:
-            raise Dropped("receipt_wrong_tx", "a receipt names another transaction")
+            raise Reject("receipt_wrong_tx", "a receipt names another transaction")
         if receipt.received_at_ttl >= payload.ttl:
-            raise Dropped(
+            raise Reject(
                 "receipt_bad_ttl", f"received_at_ttl {receipt.received_at_ttl} >= ttl {payload.ttl}"
             )
         if receipt.creator in creators:
-            raise Dropped("receipt_duplicate", "two receipts by one node (or by the generator)")
+            raise Reject("receipt_duplicate", "two receipts by one node (or by the generator)")
         creators.add(receipt.creator)
     return tx_id

@@ -36,12 +36,14 @@ class PosBfl(Protocol[PosBflParams]):
         MetricSpec("no_block", "a round that ended without a legal block"),
         MetricSpec("legal_block", "height of the selected block, tagged with its miner"),
         MetricSpec("votes", "positive and negative votes in the legal block"),
+        MetricSpec("votes_cast", "a validator's positive and negative votes in a round"),
         MetricSpec("stake", "a device's own stake after the block"),
         MetricSpec("blacklisted", "devices on the blacklist"),
         MetricSpec("blacklist_added", "a worker newly blacklisted"),
         MetricSpec("update_accepted", "whether a worker's update was accepted (0/1)"),
         MetricSpec("missing_updates", "accepted updates whose model could not be fetched"),
         MetricSpec("withheld_blocks", "blocks a withholding miner kept back"),
+        MetricSpec("aggregation_failed", "a round the aggregator could not combine the updates"),
     )
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
@@ -60,6 +62,20 @@ class PosBfl(Protocol[PosBflParams]):
         self, run_dir: Path, rows: Sequence[ModelRow], metrics: Sequence[MetricRow]
     ) -> Mapping[str, Any]:
         return posbfl_report(run_dir, rows, metrics)
+
+    def headline(self, section: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+        det = section.get("detection")
+        if not det:
+            return (("what the ledger caught", "no detection recorded"),)
+        caught = f"{det['TP']} of {det['TP'] + det['FN']} malicious updates rejected"
+        wrong = f"{det['FP']} of {det['FP'] + det['TN']} honest updates rejected"
+        chains = "identical" if section.get("honest_chains_identical") else "differ"
+        blocks = section.get("legal_blocks", 0)
+        return (
+            ("what the ledger caught", caught),
+            ("honest updates refused", wrong),
+            ("blocks (honest chains)", f"{blocks} ({chains})"),
+        )
 
 
 PROTOCOLS.add("posbfl", PosBfl, PosBflParams, PosBfl.__doc__ or "")

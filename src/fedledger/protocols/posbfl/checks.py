@@ -1,6 +1,7 @@
 """Where records enter a device: signatures through the ledger's Verifier, then the
-protocol's own rules. A record that fails is counted by reason and dropped; nothing here
-raises past the caller's ``except Refused``.
+protocol's own rules. A record that fails is counted by reason in the device's kit
+:class:`~fedledger.protocols.kit.gate.Gate` and dropped; nothing here raises past the
+caller's ``except REFUSED``.
 
 Signature-level reasons are the Verifier's (``RejectReason``); protocol reasons are:
 wrong_round, wrong_role (signer has no such role this round), blacklisted, bad_payload,
@@ -12,12 +13,12 @@ reference), bad_seal (PoW nonce), no_votes (a block update nobody voted on).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fedledger.ledger.records import Block, BlockHeader, Transaction, Vote, record_id, short
-from fedledger.ledger.verify import Rejected, Verifier
+from fedledger.ledger.verify import Verifier
+from fedledger.protocols.kit.gate import Gate, Reject
 from fedledger.protocols.posbfl.chainstate import LedgerState, validator_txs, worker_txs
 from fedledger.protocols.posbfl.messages import (
     NEGATIVE,
@@ -34,38 +35,21 @@ from fedledger.protocols.posbfl.roles import RoundRoles
 from fedledger.protocols.posbfl.selection import seal_ok
 
 
-class ProtocolReject(Exception):
-    """A record broke a PoS-BFL rule (counted under ``reason``)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-Refused = (Rejected, ProtocolReject)
-
-
 @dataclass
-class Gate:
-    """Checks records for one device; ``counts`` holds the protocol-level rejections
-    (the Verifier's counter the signature-level ones)."""
+class RecordChecks:
+    """PoS-BFL's rules for the records a device receives; refusals are counted in
+    ``gate`` (the Verifier's signature-level ones by the verifier behind it)."""
 
-    verifier: Verifier
+    gate: Gate
     params: PosBflParams
     node_of: Callable[[bytes], str | None]
-    counts: Counter[str]
 
-    def fail(self, reason: str, detail: str) -> ProtocolReject:
-        self.counts[reason] += 1
-        return ProtocolReject(reason, detail)
+    @property
+    def verifier(self) -> Verifier:
+        return self.gate.verifier
 
-    def rejections(self) -> dict[str, int]:
-        """Every rejection so far by reason (signature and protocol level)."""
-        out = {k: v for k, v in self.verifier.counter.as_dict().items() if v}
-        for reason, n in self.counts.items():
-            out[reason] = out.get(reason, 0) + n
-        return out
+    def fail(self, reason: str, detail: str) -> Reject:
+        return self.gate.fail(reason, detail)
 
     # ------------------------------------------------------------ records
 

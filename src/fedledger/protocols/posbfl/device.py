@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedledger.learning.aggregate import AGGREGATORS, AggregationContext, AggregationError, Update
+from fedledger.learning.jobs import JobResult
 from fedledger.ledger.records import Block
 from fedledger.ledger.store import ChainStoreError
 from fedledger.protocols.base import (
@@ -30,21 +32,23 @@ from fedledger.protocols.base import (
     Effect,
     EmitMetric,
     EvalResult,
-    Event,
     FetchBlob,
     Halt,
     JobFinished,
     MessageReceived,
     NodeSetup,
-    ProtocolNode,
     ReportModel,
     SetTimer,
     Start,
     TimerFired,
     TrainResult,
 )
+from fedledger.protocols.kit.gate import REFUSED
+from fedledger.protocols.kit.ids import JobId
+from fedledger.protocols.kit.node import KitNode, handles
+from fedledger.protocols.kit.schedule import JoinAction
+from fedledger.protocols.kit.stage import Stage
 from fedledger.protocols.posbfl.chainstate import AcceptedUpdate, LedgerState, rebuild, updates_of
-from fedledger.protocols.posbfl.checks import Refused
 from fedledger.protocols.posbfl.context import FAULT_WITHHOLD_BLOCK, DeviceContext
 from fedledger.protocols.posbfl.messages import (
     POSITIVE,
@@ -54,33 +58,39 @@ from fedledger.protocols.posbfl.messages import (
     WorkerTxMsg,
 )
 from fedledger.protocols.posbfl.miner import MinerRole
+from fedledger.protocols.posbfl.params import PosBflParams
+from fedledger.protocols.posbfl.phases import (
+    MINE,
+    POW_SEND,
+    ROUND_END,
+    SELECT,
+    TX_WINDOW,
+    VOTE,
+    schedule_of,
+)
 from fedledger.protocols.posbfl.roles import RoundRoles, assign_roles, role_counts
 from fedledger.protocols.posbfl.selection import pick_pos, pick_pow
 from fedledger.protocols.posbfl.validator import ValidatorRole
 from fedledger.protocols.posbfl.worker import WorkerRole, train_job_id
-
-PHASES = ("tx-window", "vote", "mine", "select", "round-end")
-_MESSAGES = (WorkerTxMsg, VoteBatch, CandidateBlock)
+from fedledger.seeding import derive_seed
 
 
-def average(models: list[tuple[np.ndarray, int]]) -> np.ndarray:
-    """Sample-weighted mean, accumulated in float64 in the given order."""
-    total = sum(n for _, n in models)
-    acc = np.zeros(models[0][0].shape, dtype=np.float64)
-    for weights, n in models:
-        acc += weights.astype(np.float64) * (n / total)
-    return acc.astype(np.float32)
+class Device(KitNode[PosBflParams]):
+    unexpected_message = "bad_payload"
 
-
-class Device(ProtocolNode):
-    def __init__(self, setup: NodeSetup) -> None:
-        super().__init__(setup)
-        self.ctx = DeviceContext.of(setup)
-        self.params = self.ctx.params
-        self.counts = role_counts(self.params, len(self.ctx.devices))
+    def __init__(self, setup: NodeSetup[PosBflParams]) -> None:
+        ctx = DeviceContext.of(setup)
+        super().__init__(setup, ctx.gate)
+        self.ctx = ctx
+        self.params = ctx.params
+        self.schedule = schedule_of(self.params)
+        self.counts = role_counts(self.params, len(ctx.devices))
+        spec = dict(self.params.aggregator)
+        self.aggregate = AGGREGATORS.build(spec.pop("name"), spec, where="protocol.aggregator")
         self.state = LedgerState(self.params.blacklist_rounds)
         self.global_weights = np.asarray(setup.initial_weights, dtype=np.float32)
         self.round = 0
+        self.stage = Stage.IDLE
         self.roles: RoundRoles | None = None
         self.worker: WorkerRole | None = None
         self.validator: ValidatorRole | None = None
@@ -90,59 +100,41 @@ class Device(ProtocolNode):
         self.selected = False
         self.sealed: Block | None = None
         self.buffer: list[MessageReceived] = []
-        self.applying: dict[str, tuple[AcceptedUpdate, int]] | None = None
+        self.fetches: dict[str, tuple[AcceptedUpdate, int]] = {}  # cid -> (update, attempts)
         self.pending: tuple[AcceptedUpdate, ...] = ()
-        self.advance_when_applied = False
-        self.restoring = False
-        self.emitted_rejections: dict[str, int] = {}
-        self.now = 0.0  # the time of the event being handled (network time on a real host)
 
     # ------------------------------------------------------------ events
 
-    def handle(self, event: Event) -> list[Effect]:
-        self.now = event.time
-        if isinstance(event, Start):
-            return self._restore()
-        if isinstance(event, MessageReceived):
-            return self._on_message(event)
-        if isinstance(event, TimerFired):
-            return self._on_timer(event)
-        if isinstance(event, JobFinished):
-            return self._on_job(event)
-        if isinstance(event, BlobReceived):
-            return self._on_blob(event)
-        return []
-
-    def _restore(self) -> list[Effect]:
+    def on_start(self, event: Start) -> list[Effect]:
         self.state = rebuild(self.ctx.services.ledger, self.params.blacklist_rounds)
         self.round = self.state.round
         if self.round >= self.setup.rounds:
             return [Halt("all rounds are on the ledger")]
-        if int(self.now // self.params.round_length) >= self.setup.rounds:
+        if self.schedule.current(self.now) > self.setup.rounds:
             return [Halt("the network's last round is over")]
         if not self.state.last_updates:
             return self._resume()
-        self.restoring = True
+        self.stage = Stage.RESTORING
         return self._collect(self.state.last_updates)
 
     def _resume(self) -> list[Effect]:
-        """Join the network's current round: rounds lie on a grid of network time, round j
-        starting at (j - 1) * round_length, so a device that starts late or restarts
-        knows where the others are from the time alone."""
-        current = int(self.now // self.params.round_length) + 1
-        if current > self.setup.rounds:
+        """Join the network's current round on the grid of network time (late join or
+        restart): the round's block may be on the ledger already, then wait for the next."""
+        join = self.schedule.join(self.round, self.now, self.setup.rounds)
+        self.stage = Stage.IDLE
+        if join.action is JoinAction.HALT:
             return [Halt("the network's last round is over")]
-        if self.round >= current:
-            # this round's block is on the ledger already (or the clock is behind the
-            # ledger): begin the next round at its start on the grid
-            return [SetTimer("round-end", self.round * self.params.round_length - self.now)]
-        self.round = current - 1
+        if join.action is JoinAction.WAIT:
+            return [SetTimer(ROUND_END, join.delay)]
+        self.round = join.round - 1
         return self._begin_round()
 
-    def _on_message(self, event: MessageReceived) -> list[Effect]:
+    @handles(WorkerTxMsg, VoteBatch, CandidateBlock)
+    def on_round_message(self, event: MessageReceived) -> list[Effect]:
         msg = event.message
-        if not isinstance(msg, _MESSAGES) or not isinstance(msg.round, int):
-            self.ctx.gate.fail("bad_payload", f"unexpected message {type(msg).__name__}")
+        assert isinstance(msg, WorkerTxMsg | VoteBatch | CandidateBlock)
+        if not isinstance(msg.round, int):
+            self.gate.fail("bad_payload", f"round {msg.round!r} of {type(msg).__name__}")
             return []
         if msg.round == self.round + 1 or (self.roles is None and msg.round > self.round):
             if len(self.buffer) < 8 * len(self.ctx.devices):
@@ -162,11 +154,11 @@ class Device(ProtocolNode):
     def _on_candidate(self, msg: CandidateBlock, sender: str) -> None:
         if self.selected or self.roles is None:
             return
-        gate = self.ctx.gate
+        gate = self.gate
         head = self.ctx.services.ledger.head()
         try:
-            gate.block(msg.block, head.header, self.roles, self.state)
-        except Refused:
+            self.ctx.checks.block(msg.block, head.header, self.roles, self.state)
+        except REFUSED:
             return
         proposer = msg.block.header.proposer
         if self.ctx.services.node_of(proposer) != sender:
@@ -178,95 +170,88 @@ class Device(ProtocolNode):
             return
         self.candidates[proposer] = msg.block
 
-    def _on_timer(self, event: TimerFired) -> list[Effect]:
-        key = event.key
-        if key == "tx-window" and self.validator is not None:
+    def on_timer(self, key: str, event: TimerFired) -> list[Effect]:
+        if key == TX_WINDOW and self.validator is not None:
             self.validator.open = False
-        elif key == "vote" and self.validator is not None:
+        elif key == VOTE and self.validator is not None:
             return self.validator.vote(event.time)
-        elif key == "mine" and self.miner is not None:
+        elif key == MINE and self.miner is not None:
             return self._mine(event.time)
-        elif key == "pow-send" and self.sealed is not None:
+        elif key == POW_SEND and self.sealed is not None:
             block, self.sealed = self.sealed, None
             return [self._broadcast_block(block)]
-        elif key == "select":
+        elif key == SELECT:
             return self._select()
-        elif key == "round-end":
-            if self.applying is None:
+        elif key == ROUND_END:
+            if not self.stage.gathering:
                 return self._next_round()
-            self.advance_when_applied = True
+            self.stage = Stage.APPLYING_LATE
         return []
 
-    def _on_job(self, event: JobFinished) -> list[Effect]:
-        result = event.result
-        if self.worker is not None and event.job_id == train_job_id(self.round):
+    def on_job(self, job_id: JobId | None, result: JobResult, event: JobFinished) -> list[Effect]:
+        if self.worker is not None and job_id == train_job_id(self.round):
             if not isinstance(result, TrainResult):
                 return []
             effects, cid, weights = self.worker.trained(result, event.time)
             self.models[cid] = weights
             return [*effects, EmitMetric("train_loss", result.loss, self.round)]
         if self.validator is not None and isinstance(result, EvalResult):
-            self.validator.on_eval(event.job_id, result)
+            self.validator.on_eval(job_id, result)
         elif self.validator is not None and isinstance(result, TrainResult):
-            return self.validator.on_trained(event.job_id, result)
+            return self.validator.on_trained(job_id, result)
         return []
 
-    def _on_blob(self, event: BlobReceived) -> list[Effect]:
+    def on_blob(self, event: BlobReceived) -> list[Effect]:
         if self.validator is not None and event.cid in self.validator.fetching:
             return self.validator.on_blob(event)
-        if self.applying is None or event.cid not in self.applying:
+        if not self.stage.gathering or event.cid not in self.fetches:
             return []
-        accepted, attempts = self.applying[event.cid]
+        accepted, attempts = self.fetches[event.cid]
         ref = accepted.update.model
-        weights = None if event.data is None else self.ctx.model_from(event.data, ref)
+        weights = self.ctx.blobs.load(event.data, ref)
         if weights is not None:
             self.models[event.cid] = weights
         elif event.data is None and attempts < self.params.fetch_attempts:
-            self.applying[event.cid] = (accepted, attempts + 1)
+            self.fetches[event.cid] = (accepted, attempts + 1)
             return [FetchBlob(event.cid, event.source)]
         elif event.data is not None:
-            self.ctx.gate.fail("bad_blob", f"model {event.cid} does not match its reference")
-        del self.applying[event.cid]
-        return self._finish_apply() if not self.applying else []
+            self.gate.fail("bad_blob", f"model {event.cid} does not match its reference")
+        del self.fetches[event.cid]
+        return self._finish_apply() if not self.fetches else []
 
     # ------------------------------------------------------------ phases
 
     def _begin_round(self) -> list[Effect]:
         self.round += 1
+        self.stage = Stage.ROUND
         roles = assign_roles(self.ctx.devices, self.counts, self.setup.seed, self.round)
         self.roles = roles
         self.models = {}
         self.candidates = {}
         self.selected = False
         self.sealed = None
-        self.advance_when_applied = False
         self.worker = self.validator = self.miner = None
-        p = self.params
         # phases are deadlines on the grid; a device that begins late (restart, or a
         # global model fetched past round_length) keeps the others' deadlines and skips
         # the work whose deadline has passed
-        late = max(0.0, self.now - (self.round - 1) * p.round_length)
-        deadlines = (p.tx_window, p.vote_at, p.mine_at, p.select_at, p.round_length)
-        effects: list[Effect] = [
-            SetTimer(key, max(0.0, at - late))
-            for key, at in zip(PHASES, deadlines, strict=True)
-            if at > late or key in ("select", "round-end")
-        ]
+        schedule = self.schedule
+        late = schedule.late(self.round, self.now)
+        effects: list[Effect] = list(schedule.timers(late))
         me = self.ctx.node_id
         if me in roles.workers:
-            if late < p.tx_window:
+            if schedule.open(TX_WINDOW, late):
                 self.worker = WorkerRole(self.ctx, roles)
                 effects += self.worker.start(self.global_weights)
         elif me in roles.validators:
-            if late < p.vote_at:
+            if schedule.open(VOTE, late):
                 self.validator = ValidatorRole(self.ctx, roles, self.state, self.models)
-                self.validator.open = late < p.tx_window
+                self.validator.open = schedule.open(TX_WINDOW, late)
                 effects += self.validator.start(self.global_weights)
-        elif late < p.mine_at:
+        elif schedule.open(MINE, late):
             self.miner = MinerRole(self.ctx, roles, self.state)
         buffered, self.buffer = self.buffer, []
         for event in buffered:
-            effects += self._on_message(event)
+            effects += self.on_message(event)
         return effects
 
     def _mine(self, now: float) -> list[Effect]:
@@ -282,7 +267,7 @@ class Device(ProtocolNode):
             room = 0.9 * (self.params.select_at - self.params.mine_at)
             self.sealed = block
             delay = (extra.nonce + 1) * self.params.pow_seconds_per_hash
-            return [SetTimer("pow-send", min(room, delay))]
+            return [SetTimer(POW_SEND, min(room, delay))]
         return [self._broadcast_block(block)]
 
     def _broadcast_block(self, block: Block) -> Effect:
@@ -305,7 +290,7 @@ class Device(ProtocolNode):
             try:
                 self.ctx.services.ledger.append(legal)
             except ChainStoreError as err:
-                self.ctx.gate.fail("wrong_parent", str(err))
+                self.gate.fail("wrong_parent", str(err))
                 legal = None
         if legal is None:
             effects.append(EmitMetric("no_block", 1.0, step))
@@ -347,60 +332,78 @@ class Device(ProtocolNode):
         return effects
 
     def _rejections(self) -> list[Effect]:
-        effects: list[Effect] = []
-        for reason, total in sorted(self.ctx.gate.rejections().items()):
-            delta = total - self.emitted_rejections.get(reason, 0)
-            if delta:
-                effects.append(
-                    EmitMetric("rejected", float(delta), self.round, (("reason", reason),))
-                )
-                self.emitted_rejections[reason] = total
-        return effects
+        return list(self.gate.new_metrics(self.round))
 
     def _collect(self, accepted: tuple[AcceptedUpdate, ...]) -> list[Effect]:
         """Gather the accepted updates' weights (own cache, own store, else fetch)."""
         self.pending = accepted
-        self.applying = {}
+        self.fetches = {}
+        if self.stage is not Stage.RESTORING:
+            self.stage = Stage.APPLYING
         effects: list[Effect] = []
         for item in accepted:
             ref = item.update.model
             if ref.cid in self.models:
                 continue
-            weights = self.ctx.own_model(ref)
+            weights = self.ctx.blobs.own(ref)
             if weights is not None:
                 self.models[ref.cid] = weights
                 continue
             source = self.ctx.services.node_of(item.worker)
-            if source is None or ref.cid in self.applying:
+            if source is None or ref.cid in self.fetches:
                 continue
-            self.applying[ref.cid] = (item, 1)
+            self.fetches[ref.cid] = (item, 1)
             effects.append(FetchBlob(ref.cid, source))
-        if not self.applying:
+        if not self.fetches:
             effects += self._finish_apply()
         return effects
 
+    def _aggregate(self, have: list[AcceptedUpdate]) -> np.ndarray | None:
+        """The new global model from the accepted updates (in transaction-id order) by
+        the configured aggregator; None if the rule cannot aggregate them."""
+        node_of = self.ctx.services.node_of
+        updates = [
+            Update(
+                self.models[a.update.model.cid],
+                num_samples=a.update.model.num_samples,
+                sender=node_of(a.worker) or "",
+            )
+            for a in have
+        ]
+        seed = derive_seed(self.setup.seed, "posbfl-aggregate", self.round)
+        context = AggregationContext(current=self.global_weights, seed=seed)
+        try:
+            return np.asarray(self.aggregate(updates, context), dtype=np.float32)
+        except AggregationError:
+            return None
+
     def _finish_apply(self) -> list[Effect]:
-        self.applying = None
+        stage = self.stage
         have = [
-            (self.models[a.update.model.cid], a.update.model.num_samples)
+            a
             for a in sorted(self.pending, key=lambda a: a.tx_id)
             if a.update.model.cid in self.models
         ]
         missing = len(self.pending) - len(have)
-        if have:
-            self.global_weights = average(have)
         effects: list[Effect] = []
+        if have:
+            weights = self._aggregate(have)
+            if weights is None:
+                effects.append(EmitMetric("aggregation_failed", 1.0, self.round))
+            else:
+                self.global_weights = weights
         if missing:
             effects.append(EmitMetric("missing_updates", float(missing), self.round))
-        if self.restoring:
-            self.restoring = False
+        if stage is Stage.RESTORING:
             return effects + self._resume()
+        self.stage = Stage.ROUND
         effects.append(ReportModel(self.round, self.global_weights))
-        if self.advance_when_applied:
+        if stage is Stage.APPLYING_LATE:
             effects += self._next_round()
         return effects
 
     def _next_round(self) -> list[Effect]:
         if self.round >= self.setup.rounds:
+            self.stage = Stage.IDLE
             return [Halt()]
         return self._begin_round()

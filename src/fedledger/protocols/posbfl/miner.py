@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 
 from fedledger.ledger.records import Block, Transaction, Vote, record_id
+from fedledger.protocols.kit.gate import REFUSED
 from fedledger.protocols.posbfl.chainstate import LedgerState
-from fedledger.protocols.posbfl.checks import Refused
 from fedledger.protocols.posbfl.context import FAULT_FORGE_BLOCK, DeviceContext
 from fedledger.protocols.posbfl.messages import (
     REWARD_MINER,
@@ -43,10 +43,10 @@ class MinerRole:
         """Verify a validator's batch; keep its valid report, updates and votes."""
         if not self.open:
             return
-        gate = self.ctx.gate
+        gate, checks = self.ctx.gate, self.ctx.checks
         try:
-            gate.report(msg.report, self.roles, self.state)
-        except Refused:
+            checks.report(msg.report, self.roles, self.state)
+        except REFUSED:
             return
         if self.ctx.services.node_of(msg.report.sender) != sender:
             gate.fail("wrong_role", f"{sender} relayed another validator's report")
@@ -59,17 +59,17 @@ class MinerRole:
             try:
                 tx_id = record_id(tx)
                 if tx_id not in self.updates:
-                    gate.worker_tx(tx, self.roles, self.state, tx_id)
+                    checks.worker_tx(tx, self.roles, self.state, tx_id)
                     self.updates[tx_id] = tx
-            except Refused:
+            except REFUSED:
                 continue
             except (ValueError, TypeError):
                 gate.fail("bad_payload", "worker-transaction cannot be encoded")
         known = set(self.updates)
         for vote in msg.votes:
             try:
-                gate.vote(vote, self.roles, self.state, known)
-            except Refused:
+                checks.vote(vote, self.roles, self.state, known)
+            except REFUSED:
                 continue
             if vote.voter != msg.report.sender:
                 gate.fail("wrong_role", f"{sender} relayed another validator's vote")

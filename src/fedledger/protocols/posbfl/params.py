@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: Aggregation rules that need a trusted update on a root dataset.
+NEEDS_ROOT_DATA = frozenset({"fltrust"})
 
 
 class PosBflParams(BaseModel):
@@ -32,6 +35,10 @@ class PosBflParams(BaseModel):
         tx_window, send votes at vote_at; miners seal blocks at mine_at; every device picks
         the legal block at select_at and starts the next round at round_length).
     fetch_attempts: how many sources a device tries for each accepted update's blob.
+    aggregator: the rule (from the aggregator registry, with its parameters) that turns
+        a round's accepted updates into the new global model; default the paper's
+        sample-weighted FedAvg. Rules that need a trusted root dataset (fltrust) do not
+        apply: PoS-BFL has no server holding one.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -56,6 +63,7 @@ class PosBflParams(BaseModel):
     select_at: float = Field(180.0, gt=0.0)
     round_length: float = Field(300.0, gt=0.0)
     fetch_attempts: int = Field(4, ge=1)
+    aggregator: dict[str, Any] = Field(default_factory=lambda: {"name": "weighted_fedavg"})
 
     @model_validator(mode="after")
     def _ordered(self) -> PosBflParams:
@@ -69,5 +77,15 @@ class PosBflParams(BaseModel):
             raise ValueError(
                 "worker_fraction + validator_fraction must leave room for miners (< 1), got "
                 f"{self.worker_fraction} + {self.validator_fraction}"
+            )
+        name = self.aggregator.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(
+                f"aggregator needs a 'name' (a registered rule), got {self.aggregator!r}"
+            )
+        if name in NEEDS_ROOT_DATA:
+            raise ValueError(
+                f"aggregator {name!r} needs a trusted root dataset, which PoS-BFL has no "
+                "server to hold; use a rule without one (e.g. weighted_fedavg, median, krum)"
             )
         return self

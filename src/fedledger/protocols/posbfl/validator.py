@@ -35,8 +35,9 @@ from fedledger.protocols.base import (
     TrainJob,
     TrainResult,
 )
+from fedledger.protocols.kit.gate import REFUSED
+from fedledger.protocols.kit.ids import JobId
 from fedledger.protocols.posbfl.chainstate import LedgerState
-from fedledger.protocols.posbfl.checks import Refused
 from fedledger.protocols.posbfl.context import FAULT_FLIP_VOTES, DeviceContext
 from fedledger.protocols.posbfl.messages import (
     NEGATIVE,
@@ -83,22 +84,26 @@ class ValidatorRole:
         self.open = True  # taking worker-transactions until tx_window
         self.txs: dict[bytes, Transaction] = {}
         self.fetching: dict[str, tuple[bytes, _Pending]] = {}
-        self.evaluating: dict[str, bytes] = {}
+        self.evaluating: dict[JobId, bytes] = {}
         self.accuracy: dict[bytes, float] = {}
         self.global_acc: float | None = None
         self.reference_acc: float | None = None
         self.models = models  # the device's models of this round, by content id
 
     @property
-    def global_job(self) -> str:
-        return f"eval-{self.roles.round}-global"
+    def global_job(self) -> JobId:
+        return JobId("eval-global", self.roles.round)
 
     @property
-    def reference_job(self) -> str:
-        return f"reference-{self.roles.round}"
+    def reference_job(self) -> JobId:
+        return JobId("reference", self.roles.round)
+
+    @property
+    def reference_eval_job(self) -> JobId:
+        return JobId("reference-eval", self.roles.round)
 
     def start(self, global_weights: np.ndarray) -> list[Effect]:
-        effects: list[Effect] = [RunJob(self.global_job, EvalJob(global_weights, "val"))]
+        effects: list[Effect] = [RunJob(str(self.global_job), EvalJob(global_weights, "val"))]
         ctx = self.ctx
         if ctx.params.validation == "reference":
             job = TrainJob(
@@ -108,7 +113,7 @@ class ValidatorRole:
                 tag=f"posbfl-reference-{self.roles.round}",
                 shared=False,  # the validator's yardstick: a model attack does not touch it
             )
-            effects.append(RunJob(self.reference_job, job))
+            effects.append(RunJob(str(self.reference_job), job))
         return effects
 
     @property
@@ -116,11 +121,11 @@ class ValidatorRole:
         params = self.ctx.params
         return params.reference_epochs or params.local_epochs
 
-    def on_trained(self, job_id: str, result: TrainResult) -> list[Effect]:
+    def on_trained(self, job_id: JobId | None, result: TrainResult) -> list[Effect]:
         """The reference model is trained: evaluate it on the local test data."""
         if job_id != self.reference_job:
             return []
-        return [RunJob(f"{self.reference_job}-eval", EvalJob(result.weights, "val"))]
+        return [RunJob(str(self.reference_eval_job), EvalJob(result.weights, "val"))]
 
     def on_tx(self, msg: WorkerTxMsg, sender: str) -> list[Effect]:
         if not self.open:
@@ -134,8 +139,8 @@ class ValidatorRole:
         if tx_id in self.txs:
             return []
         try:
-            update = self.ctx.gate.worker_tx(tx, self.roles, self.state)
-        except Refused:
+            update = self.ctx.checks.worker_tx(tx, self.roles, self.state)
+        except REFUSED:
             return []
         worker = self.ctx.services.node_of(tx.sender)
         expected = self.roles.validators if msg.forwarded else (worker,)
@@ -166,19 +171,19 @@ class ValidatorRole:
             pending.attempts += 1
             return [FetchBlob(event.cid, pending.source)]
         del self.fetching[event.cid]
-        weights = self.ctx.model_from(event.data, pending.update.model)
+        weights = self.ctx.blobs.load(event.data, pending.update.model)
         if weights is None:
             self.ctx.gate.fail("bad_blob", f"model {event.cid} does not match its reference")
             return []
         self.models[event.cid] = weights
-        job_id = f"eval-{self.roles.round}-{tx_id.hex()}"
+        job_id = JobId("eval", self.roles.round, tx_id.hex())
         self.evaluating[job_id] = tx_id
-        return [RunJob(job_id, EvalJob(weights, "val"))]
+        return [RunJob(str(job_id), EvalJob(weights, "val"))]
 
-    def on_eval(self, job_id: str, result: EvalResult) -> None:
+    def on_eval(self, job_id: JobId | None, result: EvalResult) -> None:
         if job_id == self.global_job:
             self.global_acc = result.accuracy
-        elif job_id == f"{self.reference_job}-eval":
+        elif job_id == self.reference_eval_job:
             self.reference_acc = result.accuracy
         elif job_id in self.evaluating:
             self.accuracy[self.evaluating.pop(job_id)] = result.accuracy
