@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
-CONFIG ?= configs/quickstart.yaml
+# `make run`: PoS-BFL under attack beside FedAvg on the same data; `make run CONFIG=x.yaml`: one run
+QUICKSTART ?= configs/quickstart-bfl.yaml configs/quickstart-vanilla.yaml
 
 .PHONY: run test lint bench clean
 
@@ -26,7 +27,11 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	touch $@ $(RUN_STAMP)
 
 run: $(RUN_STAMP)
+ifdef CONFIG
 	$(BIN)/fedledger run $(CONFIG)
+else
+	$(BIN)/fedledger compare $(QUICKSTART)
+endif
 
 test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks

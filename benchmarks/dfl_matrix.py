@@ -167,16 +167,17 @@ def run_one(config: dict[str, Any], count_chain: bool = False) -> dict[str, Any]
             if row.honest:
                 curve.setdefault(row.step, []).append(row.accuracy)
         s = result.summary
+        report = s.protocol_report
         chain = chain_counts(out / "run") if count_chain else None
         return {
-            "accuracy": s["final_accuracy"],
+            "accuracy": s.final_accuracy,
             "curve": {step: sum(v) / len(v) for step, v in sorted(curve.items())},
-            "cpu": s["cpu_seconds"],
-            "blocks_per_node": s.get("dfl_blocks_per_node"),
-            "confirmations_per_block": s.get("dfl_confirmations_per_block"),
-            "receipts_per_block": s.get("dfl_receipts_per_block"),
-            "reputation": s.get("dfl_reputation_final"),
-            "wall": s["wall_seconds"],
+            "cpu": s.cpu_seconds,
+            "blocks_per_node": report.get("blocks_per_node"),
+            "confirmations_per_block": report.get("confirmations_per_block"),
+            "receipts_per_block": report.get("receipts_per_block"),
+            "reputation": report.get("reputation_final"),
+            "wall": s.wall_seconds,
             "chain": chain,
         }
     finally:

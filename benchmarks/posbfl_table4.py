@@ -112,7 +112,7 @@ def run_job(job: Job) -> Outcome:
             per_step[row.step].append(row.accuracy)
     curve = tuple((s, sum(a) / len(a)) for s, a in sorted(per_step.items()))
     accuracy = curve[-1][1] if curve else 0.0
-    return Outcome(job, accuracy, curve, wall, result.summary.get("detection"))
+    return Outcome(job, accuracy, curve, wall, result.summary.protocol_report.get("detection"))
 
 
 def plan(args: argparse.Namespace) -> list[Job]:

@@ -75,14 +75,14 @@ def test_fedavg_learns_the_backdoor_and_the_run_reports_it(tmp_path: Path):
     assert all(r["tags"][MEASURED_TAG[0]] == MEASURED_TAG[1] for r in asr)
     assert asr[0]["tags"]["attack"] == "Backdoor" and len(asr[0]["tags"]["nodes"].split(",")) == 3
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["backdoor_asr"] == result.summary["backdoor_asr"]
-    assert summary["backdoor_asr"] == round(asr[-1]["value"], 6)
-    assert summary["backdoor_asr"] > 0.9
+    assert summary["measured"]["backdoor_asr"] == result.summary.measured["backdoor_asr"]
+    assert summary["measured"]["backdoor_asr"] == round(asr[-1]["value"], 6)
+    assert summary["measured"]["backdoor_asr"] > 0.9
     assert summary["final_accuracy"] > 0.6  # clean accuracy stays: the backdoor is stealthy
 
 
 def test_runs_without_a_backdoor_report_no_success_rate(tmp_path: Path):
     result = run_experiment(parse_config(config(None)), tmp_path / "run")
-    assert "backdoor_asr" not in result.summary
+    assert result.summary.measured == {}
     text = (tmp_path / "run" / "metrics.jsonl").read_text()
     assert "backdoor_asr" not in text

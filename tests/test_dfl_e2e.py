@@ -47,15 +47,18 @@ def run(tmp_path_factory):
 
 def test_a_small_network_trains_and_reports_dfl_metrics(run):
     s = run.summary
-    assert s["final_accuracy"] > 0.75, s["honest_accuracies"]
-    assert s["dfl_blocks_per_node"] >= 2
-    assert s["dfl_receipts_per_block"] > 0
-    assert s["dfl_model_difference_final"] is not None
+    assert s.final_accuracy > 0.75, s.honest_accuracies
+    assert s.horizon.unit == "ticks" and s.horizon.length == run.summary["horizon"]["length"]
+    report = s.protocol_report
+    assert report["blocks_per_node"] >= 2
+    assert report["receipts_per_block"] > 0
+    assert report["model_difference_final"] is not None
     assert (run.run_dir / "plots" / "reputation.png").is_file()
     assert (run.run_dir / "plots" / "model_difference.png").is_file()
     names = {json.loads(line)["name"] for line in (run.run_dir / "metrics.jsonl").open()}
-    assert {"dfl_reputation", "dfl_block", "dfl_confirmations_per_block"} <= names
-    assert "dfl_model_difference" in names
+    assert {"dfl.reputation", "dfl.block", "dfl.confirmations_per_block"} <= names
+    assert "dfl.model_difference" in names
+    assert "reputation" not in names  # recorded namespaced
 
 
 def test_every_chain_passes_chain_verify(run):
@@ -91,7 +94,7 @@ def test_stolen_models_are_recorded_under_the_thiefs_name_but_earn_no_reputation
     last: dict[tuple[str, str], float] = {}
     for line in (run_dir / "metrics.jsonl").open():
         m = json.loads(line)
-        if m["name"] == "dfl_reputation" and m["node"] != THIEF:
+        if m["name"] == "dfl.reputation" and m["node"] != THIEF:
             last[(m["node"], m["tags"]["peer"])] = m["value"]
     thief = [v for (_, peer), v in last.items() if peer == THIEF]
     honest = [v for (_, peer), v in last.items() if peer != THIEF]

@@ -229,7 +229,7 @@ def test_block_with_all_confirmations_is_chained_and_verifiable(world):
     )
     (reply,) = peers["n001"].chain.on_request("n000", request.message, 5.0)
     effects = node.handle(MessageReceived(5.0, "n001", reply.message))
-    assert any(getattr(e, "name", "") == "dfl_block" for e in effects)
+    assert any(getattr(e, "name", "") == "block" for e in effects)
     head = node.svc.ledger.head()
     assert head.height == 1 and len(head.transactions) == 2
     blocks.check_final_block(Verifier(node.svc.directory), head, node.svc.ledger.genesis())

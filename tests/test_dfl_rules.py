@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fedledger.protocols.dfl.report import difference_metrics, model_difference
 
 from fedledger.errors import ConfigError
 from fedledger.protocols.dfl import rules  # noqa: F401  (registers the rules)
 from fedledger.protocols.dfl.arrival import DataArrival
+from fedledger.protocols.dfl.report import difference_metrics, model_difference
 from fedledger.protocols.dfl.reputation import ReceivedModel, build_rule
 from fedledger.protocols.dfl.topology import neighbours
 

@@ -141,7 +141,7 @@ def reputation_metrics(effects) -> dict[str, float]:
     return {
         dict(e.tags)["peer"]: e.value
         for e in effects
-        if isinstance(e, EmitMetric) and e.name == "dfl_reputation"
+        if isinstance(e, EmitMetric) and e.name == "reputation"
     }
 
 
@@ -204,7 +204,7 @@ def test_a_corrupt_stored_table_is_counted_and_the_node_starts_empty(world, valu
     rejects = {
         dict(e.tags)["reason"]: e.value
         for e in node.handle(TimerFired(30.0, END))
-        if isinstance(e, EmitMetric) and e.name == "dfl_rejects"
+        if isinstance(e, EmitMetric) and e.name == "rejected"
     }
     assert rejects == {"state_corrupt": 1.0}
     # the next update replaces the corrupt value with a good one

@@ -49,14 +49,16 @@ def test_run_writes_the_run_directory(tmp_path):
     for key in (
         "protocol",
         "seed",
-        "rounds",
+        "horizon",
         "final_accuracy",
         "honest_accuracies",
         "wall_seconds",
         "virtual_seconds",
     ):
         assert key in summary
-    assert summary["protocol"] == "vanilla" and summary["rounds"] == 3
+    assert summary["protocol"] == "vanilla"
+    assert summary["horizon"] == {"unit": "rounds", "length": 3}
+    assert summary["host"] == "simulator" and summary["vanilla"] == {}
     assert 0.3 < summary["final_accuracy"] <= 1.0
     header, *rows = (out / "metrics.csv").read_text().splitlines()
     assert header == "node,role,honest,step,time,accuracy,loss"

@@ -73,8 +73,9 @@ def heads(run_dir):
 def test_noise_workers_are_detected_and_honest_accuracy_beats_vanilla(runs):
     pos, _, vanilla = runs
     s = pos.summary
-    assert s["legal_blocks"] == ROUNDS
-    detection = s["detection"]
+    report = s.protocol_report
+    assert report["legal_blocks"] == ROUNDS
+    detection = report["detection"]
     malicious_updates = detection["TP"] + detection["FN"]
     assert malicious_updates > 0
     assert detection["TP"] >= 0.75 * malicious_updates, detection
@@ -82,8 +83,8 @@ def test_noise_workers_are_detected_and_honest_accuracy_beats_vanilla(runs):
     # after the first round every noisy update is voted out
     rows = list(csv.DictReader((pos.run_dir / "detection.csv").open()))
     assert all(int(r["FN"]) == 0 for r in rows if int(r["round"]) > 1), rows
-    assert s["final_accuracy"] > vanilla.summary["final_accuracy"] + 0.2
-    assert s["final_accuracy"] > 0.8
+    assert s.final_accuracy > vanilla.summary.final_accuracy + 0.2
+    assert s.final_accuracy > 0.8
 
 
 def test_every_ledger_verifies_and_honest_chains_are_identical(runs):
@@ -91,10 +92,10 @@ def test_every_ledger_verifies_and_honest_chains_are_identical(runs):
     result = CliRunner().invoke(app, ["chain", "verify", str(pos.run_dir)])
     assert result.exit_code == 0, result.output
     chains = heads(pos.run_dir)
-    honest = {n: c for n, c in chains.items() if n not in pos.summary["malicious"]}
+    honest = {n: c for n, c in chains.items() if n not in pos.summary.malicious}
     assert len({tuple(c) for c in honest.values()}) == 1
     assert len(next(iter(honest.values()))) == ROUNDS + 1
-    assert pos.summary["honest_chains_identical"] is True
+    assert pos.summary.protocol_report["honest_chains_identical"] is True
 
 
 def test_two_runs_give_identical_metrics_and_ledgers(runs):
@@ -113,7 +114,7 @@ def test_stakes_on_chain_add_up_to_the_recorded_rewards(runs):
     stakes = {}
     for line in (pos.run_dir / "metrics.jsonl").open():
         m = json.loads(line)
-        if m["name"] == "stake" and m["step"] == ROUNDS:
+        if m["name"] == "posbfl.stake" and m["step"] == ROUNDS:
             stakes[m["tags"]["node"]] = m["value"]
     assert len(stakes) == 12
     assert sum(stakes.values()) == pytest.approx(total)
@@ -173,7 +174,7 @@ def test_forging_withholding_and_vote_flipping_leave_honest_chains_intact(tmp_pa
         {"ids": ["d003"], "faults": ["flip_votes"]},
     ]
     result = run_experiment(parse_config(raw), out=tmp_path / "faults")
-    s = result.summary
+    s = result.summary.protocol_report
     check = CliRunner().invoke(app, ["chain", "verify", str(result.run_dir)])
     assert check.exit_code == 0, check.output
     assert s["honest_chains_identical"] is True

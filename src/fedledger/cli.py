@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fedledger.errors import FedledgerError
+
+if TYPE_CHECKING:
+    from fedledger.experiment.rundir import RunSummary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 chain_app = typer.Typer(no_args_is_help=True, help="Inspect and verify ledgers.")
@@ -49,6 +52,7 @@ def run(
     """Run an experiment in the simulator and write its run directory."""
     import torch
 
+    from fedledger.assembly.build import build_protocol
     from fedledger.assembly.config import load_config
     from fedledger.experiment.runner import run_experiment
 
@@ -56,13 +60,14 @@ def run(
 
     try:
         cfg = load_config(config, tuple(override or ()))
+        horizon = build_protocol(cfg).horizon(cfg.rounds)
     except FedledgerError as exc:
         raise _fail(exc) from None
     started = time.perf_counter()
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
+        TextColumn(_step_label(horizon.unit) + " {task.completed:.0f}/{task.total:.0f}"),
         TextColumn("{task.fields[acc]}"),
         TimeElapsedColumn(),
         console=console,
@@ -70,12 +75,12 @@ def run(
         transient=True,
     )
     with progress:
-        task = progress.add_task(cfg.name, total=cfg.rounds, acc="")
+        task = progress.add_task(cfg.name, total=horizon.length, acc="")
 
         def on_row(row: object) -> None:
             step = getattr(row, "step", 0)
             acc = getattr(row, "accuracy", 0.0)
-            progress.update(task, completed=min(step, cfg.rounds), acc=f"acc {acc:.3f}")
+            progress.update(task, completed=min(step, horizon.length), acc=f"acc {acc:.3f}")
 
         try:
             result = run_experiment(cfg, out, on_row=on_row)
@@ -94,21 +99,33 @@ def _key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
     return table
 
 
-def _print_summary(summary: dict, run_dir: Path, wall: float) -> None:
-    acc = summary["final_accuracy"]
+def _step_label(unit: str) -> str:
+    """The progress bar's word for one step of a horizon: round, tick or epoch."""
+    return unit.removesuffix("s")
+
+
+def _horizon_row(summary: RunSummary) -> tuple[str, str]:
+    """E.g. ("ticks / last tick", "60 / 60") for a DFL run, rounds for FedAvg."""
+    unit = summary.horizon.unit
+    return f"{unit} / last {_step_label(unit)}", f"{summary.horizon.length} / {summary.last_step}"
+
+
+def _print_summary(summary: RunSummary, run_dir: Path, wall: float) -> None:
+    acc = summary.final_accuracy
+    counters = summary.counters
     rows = [
-        ("protocol", summary["protocol"]),
-        ("seed", str(summary["seed"])),
-        ("nodes", f"{summary['nodes']} ({len(summary['malicious'])} malicious)"),
-        ("rounds / last step", f"{summary['rounds']} / {summary['last_step']}"),
+        ("protocol", summary.protocol),
+        ("seed", str(summary.seed)),
+        ("nodes", f"{summary.nodes} ({len(summary.malicious)} malicious)"),
+        _horizon_row(summary),
         ("final accuracy (honest mean)", "n/a" if acc is None else f"{acc:.4f}"),
-        ("virtual time", f"{summary['virtual_seconds']:.2f} s"),
+        ("virtual time", f"{counters.virtual_seconds:.2f} s"),
         ("wall time", f"{wall:.2f} s"),
-        ("messages (lost)", f"{summary['messages']} ({summary['messages_lost']})"),
-        ("bytes sent", f"{summary['bytes_sent'] / 1e6:.2f} MB"),
+        ("messages (lost)", f"{counters.messages} ({counters.messages_lost})"),
+        ("bytes sent", f"{counters.bytes_sent / 1e6:.2f} MB"),
         ("run directory", str(run_dir)),
     ]
-    console.print(_key_value_table(f"fedledger run: {summary['name']}", rows))
+    console.print(_key_value_table(f"fedledger run: {summary.name}", rows))
 
 
 @app.command("list")
@@ -291,6 +308,7 @@ def localnet(
     from rich.live import Live
 
     from fedledger.experiment.localnet import Localnet, run_localnet
+    from fedledger.experiment.rundir import LocalnetCounters
 
     overrides = tuple(override or ())
     if nodes is not None:
@@ -310,40 +328,43 @@ def localnet(
 
         result = run_localnet(net, on_tick)
     summary = result.summary
-    acc = summary["final_accuracy"]
+    counters = summary.counters
+    assert isinstance(counters, LocalnetCounters)
+    acc = summary.final_accuracy
     crashed = {n: c for n, c in result.exit_codes.items() if c not in (0, None)}
+    sent = f"{counters.messages} / {counters.bytes_sent / 1e6:.2f} MB"
     rows = [
-        ("protocol", summary["protocol"]),
-        ("nodes (processes)", f"{summary['nodes']} ({len(crashed)} exited with an error)"),
-        ("rounds / last step", f"{summary['rounds']} / {summary['last_step']}"),
+        ("protocol", summary.protocol),
+        ("nodes (processes)", f"{summary.nodes} ({len(crashed)} exited with an error)"),
+        _horizon_row(summary),
         ("final accuracy (honest mean)", "n/a" if acc is None else f"{acc:.4f}"),
-        ("network time to halt", f"{summary['virtual_seconds']:.2f} s"),
+        ("network time to halt", f"{counters.virtual_seconds:.2f} s"),
         ("wall time", f"{time.perf_counter() - started:.2f} s"),
-        ("messages / bytes sent", f"{summary['messages']} / {summary['bytes_sent'] / 1e6:.2f} MB"),
-        ("dropped (by reason)", json.dumps(summary["drops"]) if summary["drops"] else "0"),
+        ("messages / bytes sent", sent),
+        ("dropped (by reason)", json.dumps(counters.drops) if counters.drops else "0"),
         ("run directory", str(result.run_dir)),
     ]
-    late = summary.get("late_starts") or {}
-    if late:
-        slow = ", ".join(f"{n} +{s:.1f} s" for n, s in late.items())
+    if counters.late_starts:
+        slow = ", ".join(f"{n} +{s:.1f} s" for n, s in counters.late_starts.items())
         rows.append(
             (
                 "started after the epoch",
-                f"{slow} (raise --start-delay above {summary['start_delay']:g} s)",
+                f"{slow} (raise --start-delay above {counters.start_delay:g} s)",
             )
         )
-    console.print(_key_value_table(f"fedledger localnet: {summary['name']}", rows))
+    console.print(_key_value_table(f"fedledger localnet: {summary.name}", rows))
     if result.interrupted:
         raise typer.Exit(code=130)
-    if crashed or summary["nodes_halted"] == 0:
+    if crashed or counters.nodes_halted == 0:
         raise typer.Exit(code=1)
 
 
 def _localnet_table(net: object) -> Table:
     views = net.views()  # type: ignore[attr-defined]
-    rounds = net.config.rounds  # type: ignore[attr-defined]
+    horizon = net.horizon  # type: ignore[attr-defined]
     step = max((v.step for v in views), default=0)
-    table = Table(title=f"localnet: step {step}/{rounds}", title_justify="left")
+    title = f"localnet: {_step_label(horizon.unit)} {step}/{horizon.length}"
+    table = Table(title=title, title_justify="left")
     names = ("node", "role", "state", "step", "accuracy", "peers", "sent", "received", "dropped")
     for name in names:
         table.add_column(name, justify="left" if name in ("node", "role", "state") else "right")
@@ -361,6 +382,48 @@ def _localnet_table(net: object) -> Table:
             str(v.dropped),
         )
     return table
+
+
+@app.command()
+def compare(
+    configs: Annotated[list[Path], typer.Argument(help="experiment YAML files (2 or more)")],
+    override: Annotated[
+        list[str] | None,
+        typer.Option("-o", "--override", help="key.path=value for every config (repeatable)"),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="parent directory of the runs (default runs/compare-<time>)")
+    ] = None,
+) -> None:
+    """Run several experiments in the simulator and show them side by side: accuracy,
+    what each protocol's ledger caught, and what it cost."""
+    import torch
+
+    from fedledger.assembly.config import load_config
+    from fedledger.experiment.compare import comparison_rows, run_all
+    from fedledger.experiment.runner import run_experiment
+
+    torch.set_num_threads(1)
+    try:
+        loaded = [load_config(path, override or []) for path in configs]
+        if len(loaded) < 2:
+            raise typer.BadParameter(f"compare needs 2 or more configs, got {len(loaded)}")
+        parent = out or Path(loaded[0].output.dir) / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+
+        def one(config, run_dir):  # type: ignore[no-untyped-def]
+            console.print(f"running [bold]{config.name}[/] ({config.protocol.name}) ...")
+            return run_experiment(config, out=run_dir).run_dir
+
+        runs = run_all(loaded, parent, one)
+    except FedledgerError as exc:
+        raise _fail(exc) from None
+    table = Table(title="fedledger compare", show_lines=False)
+    table.add_column("")
+    for r in runs:
+        table.add_column(r.config.name)
+    for label, cells in comparison_rows(runs):
+        table.add_row(label, *cells)
+    console.print(table)
 
 
 def main() -> None:

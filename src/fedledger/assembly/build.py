@@ -33,6 +33,7 @@ from fedledger.protocols.base import (
 from fedledger.protocols.meter import CpuMeter
 from fedledger.protocols.resources import NodeServices
 from fedledger.seeding import derive_seed
+from fedledger.storage.layout import RunLayout
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def open_services(
     return {
         p.node_id: open_node_services(
             p.node_id,
-            run_dir / "nodes" / p.node_id,
+            RunLayout(run_dir).node(p.node_id).root,
             keys,
             genesis,
             protocol.resources(p, plans),
@@ -200,14 +201,16 @@ def build_experiment(
         raise ConfigError("node", f"no node {only!r}; nodes are {[p.node_id for p in plans]}")
     roles = assign_roles(config, plans, protocol)
     holders = [r for r in roles if r.plan.holds_data]
-    data = prepare_data(config, len(holders))
+    # a protocol with no data holders (pbft-ledger) still gets one partition: the test set
+    # and the model's input shape come from it, and no node is given it
+    data = prepare_data(config, max(1, len(holders)))
     model = config.model
     learner = Learner(model.name, model.params, data.test.x.shape[1:], data.test.num_classes)
     initial = learner.init_weights(config.seed)
     num_attackers = max(1, sum(1 for r in holders if r.attack is not None))
     learning = {
         r.plan.node_id: NodeLearning(node_data, r.attack, num_attackers)
-        for r, node_data in zip(holders, data.nodes, strict=True)
+        for r, node_data in zip(holders, data.nodes[: len(holders)], strict=True)
         if only is None or r.plan.node_id == only
     }
     for plan in plans:

@@ -6,15 +6,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fedledger.errors import FedledgerError
 from fedledger.learning.attacks.base import Attack
 from fedledger.learning.jobs import EvalResult
-from fedledger.protocols.base import EmitMetric, NodeId
+from fedledger.protocols.base import COMMON_METRICS, EmitMetric, NodeId, Protocol
 from fedledger.protocols.results import (
     STEP_NODE,
     MetricRow,
@@ -22,6 +24,10 @@ from fedledger.protocols.results import (
     StepMetrics,
     final_rows,
 )
+from fedledger.storage.layout import RunLayout
+
+if TYPE_CHECKING:
+    from fedledger.assembly.build import Experiment
 
 CSV_FIELDS = ("node", "role", "honest", "step", "time", "accuracy", "loss")
 
@@ -33,6 +39,95 @@ MEASURED_TAG = ("measured", "test")
 ModelMetrics = Callable[[np.ndarray], list[tuple[str, float, dict[str, str]]]]
 
 MEMO_SIZE = 8  # distinct models whose evaluation is kept for identical reports
+
+
+class UndeclaredMetricError(FedledgerError, ValueError):
+    """A protocol emitted a metric it did not declare in ``Protocol.metrics``."""
+
+
+class MetricNames:
+    """The names a run records its protocol's metrics under: the common ones
+    (:data:`COMMON_METRICS`) bare, the ones the protocol declares as
+    ``<protocol>.<name>``; any other name is a protocol bug."""
+
+    def __init__(self, protocol: Protocol) -> None:
+        self.protocol = protocol.name
+        self.common = frozenset(m.name for m in COMMON_METRICS)
+        self.declared = frozenset(protocol.metric_names()) - self.common
+
+    def qualify(self, name: str) -> str:
+        if name in self.common:
+            return name
+        if name in self.declared:
+            return f"{self.protocol}.{name}"
+        raise UndeclaredMetricError(
+            f"protocol {self.protocol!r} emitted metric {name!r}, which it does not declare; "
+            f"declared: {sorted(self.declared)}, common: {sorted(self.common)} (add a "
+            "MetricSpec to its Protocol.metrics)"
+        )
+
+
+@dataclass(frozen=True)
+class StepSummary:
+    """One node's :class:`StepMetrics` summary of the model it reported at ``step``."""
+
+    node: NodeId
+    step: int
+    time: float
+    summary: np.ndarray
+
+
+class StepCombiner:
+    """Holds the step summaries of ``nodes`` until each of them has summarized a step,
+    then combines that step's (a later summary of the same node and step replaces the
+    earlier one, as after a restart). The row's time is the last summary's."""
+
+    def __init__(
+        self,
+        step_metrics: StepMetrics,
+        nodes: Iterable[NodeId],
+        names: MetricNames | None = None,
+    ) -> None:
+        self.step_metrics = step_metrics
+        self.nodes = frozenset(nodes)
+        self.names = names
+        self._steps: dict[int, dict[NodeId, StepSummary]] = {}
+
+    def add(self, item: StepSummary) -> list[MetricRow]:
+        if item.node not in self.nodes:
+            raise ValueError(
+                f"step summary from node {item.node!r}: allowed the run's nodes "
+                f"{sorted(self.nodes)}"
+            )
+        held = self._steps.setdefault(item.step, {})
+        held[item.node] = item
+        if len(held) < len(self.nodes):
+            return []
+        del self._steps[item.step]
+        time = max(s.time for s in held.values())
+        found = self.step_metrics.combine(item.step, {n: s.summary for n, s in held.items()})
+        qualify = self.names.qualify if self.names is not None else str
+        return [MetricRow(STEP_NODE, qualify(name), item.step, time, value, tags)
+                for name, value, tags in found]
+
+    def clear(self) -> None:
+        """Drop the steps some node never summarized."""
+        self._steps.clear()
+
+
+def combine_steps(
+    step_metrics: StepMetrics,
+    nodes: Iterable[NodeId],
+    summaries: Iterable[StepSummary],
+    names: MetricNames | None = None,
+) -> list[MetricRow]:
+    """The step-metric rows of gathered summaries (a localnet's node journals), in the
+    order the steps became complete when the summaries are sorted by time."""
+    combiner = StepCombiner(step_metrics, nodes, names)
+    out: list[MetricRow] = []
+    for item in sorted(summaries, key=lambda s: (s.time, s.node, s.step)):
+        out.extend(combiner.add(item))
+    return out
 
 
 class MetricsRecorder:
@@ -52,10 +147,23 @@ class MetricsRecorder:
         on_row: Callable[[ModelRow], None] | None = None,
         model_metrics: ModelMetrics | None = None,
         step_metrics: StepMetrics | None = None,
+        on_summary: Callable[[StepSummary], None] | None = None,
+        combine: bool = True,
+        names: MetricNames | None = None,
     ) -> None:
+        """``step_metrics``: summarized on every report; with ``combine`` (one process
+        sees every node: the simulator) combined here once all ``roles`` reported a step,
+        otherwise only handed to ``on_summary`` (a node process journals them).
+        ``names``: emitted and step metrics are recorded under ``names.qualify``."""
         self.evaluate = evaluate
-        self.step_metrics = step_metrics  # over every node's model once all reported a step
-        self._steps: dict[int, dict[NodeId, np.ndarray]] = {}
+        self.step_metrics = step_metrics
+        self.on_summary = on_summary
+        self._combiner = (
+            StepCombiner(step_metrics, roles, names)
+            if step_metrics is not None and combine
+            else None
+        )
+        self.names = names
         self.model_metrics = model_metrics  # extra test-set metrics of every measured model
         self.roles = roles
         self.honest = honest
@@ -70,27 +178,21 @@ class MetricsRecorder:
 
     def on_report(self, node_id: NodeId, time: float, step: int, weights: np.ndarray) -> None:
         if self.step_metrics is not None:
-            self._collect(node_id, time, step, weights)
+            summary = np.asarray(self.step_metrics.summarize(weights), np.float64)
+            item = StepSummary(node_id, step, time, summary)
+            if self.on_summary is not None:
+                self.on_summary(item)
+            if self._combiner is not None:
+                self.metrics.extend(self._combiner.add(item))
         if step % self.every == 0:
             self._measure(node_id, time, step, weights)
             self._latest.pop(node_id, None)
         else:
             self._latest[node_id] = (step, time, weights)
 
-    def _collect(self, node_id: NodeId, time: float, step: int, weights: np.ndarray) -> None:
-        """Hold a step's models until every node has reported it, then run the step
-        metrics over them (a step some node never reports is dropped at finish)."""
-        assert self.step_metrics is not None
-        models = self._steps.setdefault(step, {})
-        models[node_id] = weights
-        if len(models) < len(self.roles):
-            return
-        del self._steps[step]
-        for name, value, tags in self.step_metrics(step, models):
-            self.metrics.append(MetricRow(STEP_NODE, name, step, time, value, tags))
-
     def on_metric(self, node_id: NodeId, time: float, metric: EmitMetric) -> None:
-        row = MetricRow(node_id, metric.name, metric.step, time, metric.value, dict(metric.tags))
+        name = self.names.qualify(metric.name) if self.names is not None else metric.name
+        row = MetricRow(node_id, name, metric.step, time, metric.value, dict(metric.tags))
         self.metrics.append(row)
 
     def finish(self) -> None:
@@ -98,7 +200,8 @@ class MetricsRecorder:
         for node_id, (step, time, weights) in sorted(self._latest.items()):
             self._measure(node_id, time, step, weights)
         self._latest.clear()
-        self._steps.clear()
+        if self._combiner is not None:
+            self._combiner.clear()
 
     def _evaluated(
         self, weights: np.ndarray
@@ -188,9 +291,48 @@ def final_measured(rows: Sequence[ModelRow], metrics: Sequence[MetricRow]) -> di
     return out
 
 
+def recorder_for(
+    exp: Experiment,
+    on_row: Callable[[ModelRow], None] | None = None,
+    node: NodeId | None = None,
+    on_summary: Callable[[StepSummary], None] | None = None,
+) -> MetricsRecorder:
+    """The recorder of a built experiment, for both hosts: the simulator's (``node``
+    None: every node, step metrics combined in process) and a node process's (``node``:
+    only that one; its step summaries go to ``on_summary``, to be combined where the
+    journals are gathered). Models are measured on the global test set every
+    ``eval.every`` steps, with the test-set metrics the nodes' attacks define."""
+    config = exp.config
+    test = exp.data.test
+    batch = config.eval.batch_size
+    roles = [r for r in exp.roles if node is None or r.plan.node_id == node]
+    if node is not None and not roles:
+        known = [r.plan.node_id for r in exp.roles]
+        raise ValueError(f"recorder for node {node!r}: allowed the run's nodes {known}")
+    learner = exp.learner
+    return MetricsRecorder(
+        evaluate=lambda w: learner.evaluate(w, test.x, test.y, batch_size=batch),
+        roles={r.plan.node_id: r.plan.role for r in roles},
+        honest={r.plan.node_id: r.honest for r in roles},
+        every=config.eval.every,
+        on_row=on_row,
+        model_metrics=attack_metrics(
+            {r.plan.node_id: r.attack for r in exp.roles},
+            lambda w, x: learner.predict(w, x, batch_size=batch),
+            test.x,
+            test.y,
+        ),
+        step_metrics=exp.protocol.step_metrics(learner.layout.entries),
+        on_summary=on_summary,
+        combine=node is None,
+        names=MetricNames(exp.protocol),
+    )
+
+
 def write_metrics(run_dir: Path, rows: Sequence[ModelRow], metrics: Sequence[MetricRow]) -> None:
     """``metrics.csv`` (measured models) and ``metrics.jsonl`` (emitted metrics)."""
-    with (run_dir / "metrics.csv").open("w", newline="") as fh:
+    layout = RunLayout(run_dir)
+    with layout.metrics_csv.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_FIELDS)
         for r in rows:
@@ -205,6 +347,6 @@ def write_metrics(run_dir: Path, rows: Sequence[ModelRow], metrics: Sequence[Met
                     f"{r.loss:.6f}",
                 ]
             )
-    with (run_dir / "metrics.jsonl").open("w") as fh:
+    with layout.metrics_jsonl.open("w") as fh:
         for m in metrics:
             fh.write(json.dumps(asdict(m), sort_keys=True) + "\n")

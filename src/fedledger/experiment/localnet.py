@@ -24,14 +24,22 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from fedledger.assembly.build import NodeRole, assign_roles, build_protocol
-from fedledger.assembly.config import ExperimentConfig, load_config, to_yaml
-from fedledger.assembly.metrics import MetricRow, ModelRow
-from fedledger.experiment.runner import default_run_dir, finish_run
-from fedledger.runtime.node.journal import LOG_FILE, METRICS_FILE, read_journal, read_status
+from fedledger.assembly.config import ExperimentConfig, load_config
+from fedledger.assembly.metrics import (
+    MEASURED_TAG,
+    MetricNames,
+    MetricRow,
+    ModelRow,
+    StepSummary,
+    combine_steps,
+)
+from fedledger.experiment.rundir import LocalnetCounters, RunDir, RunSummary, finish_run
+from fedledger.experiment.runner import default_run_dir
+from fedledger.runtime.node.journal import read_journal, read_status, step_summary_of
 from fedledger.runtime.node.launch import ProcessSet, free_ports, node_argv
+from fedledger.storage.layout import RunLayout
 
 
 @dataclass(frozen=True)
@@ -52,10 +60,13 @@ class NodeView:
 @dataclass
 class LocalnetResult:
     run_dir: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     exit_codes: dict[str, int | None] = field(default_factory=dict)
     interrupted: bool = False
 
+
+#: a model's layout as the nodes journal it: (layer name, shape) pairs
+Layout = tuple[tuple[str, tuple[int, ...]], ...]
 
 #: longest start delay accepted (seconds between the launch and the network's epoch)
 MAX_START_DELAY = 600.0
@@ -67,6 +78,10 @@ def default_start_delay(processes: int, cpus: int | None = None) -> float:
     building its share of the experiment before it listens)."""
     cores = max(1, cpus if cpus is not None else os.cpu_count() or 1)
     return round(5.0 + 4.0 * processes / cores, 1)
+
+
+def _layout(entries: list[list]) -> Layout:
+    return tuple((str(name), tuple(int(d) for d in shape)) for name, shape in entries)
 
 
 def dial_plan(roles: list[NodeRole]) -> dict[str, list[str]]:
@@ -103,6 +118,7 @@ class Localnet:
         self.grace = grace
         protocol = build_protocol(self.config)
         self.protocol = protocol
+        self.horizon = protocol.horizon(self.config.rounds)
         plans = list(protocol.plan(self.config.nodes.count, self.config.seed))
         self.roles = assign_roles(self.config, plans, protocol)
         self.ids = [r.plan.node_id for r in self.roles]
@@ -115,16 +131,19 @@ class Localnet:
         self.epoch = 0.0  # the network's epoch (UNIX seconds), set by start()
 
     @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+    @property
     def config_file(self) -> Path:
-        return self.run_dir / "config.yaml"
+        return self.layout.config
 
     def node_dir(self, node_id: str) -> Path:
-        return self.run_dir / "nodes" / node_id
+        return self.layout.node(node_id).root
 
     def start(self, only: Iterable[str] | None = None) -> None:
         """Start every node (or the ``only`` ones; others can be started later)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(to_yaml(self.config))
+        RunDir(self.run_dir).write_config(self.config)
         self.ports = dict(zip(self.ids, free_ports(len(self.ids)), strict=True))
         self.dials = dial_plan(self.roles)
         self.started = time.perf_counter()
@@ -147,7 +166,7 @@ class Localnet:
             self.node_args,
             epoch=self.epoch,
         )
-        self.procs.start(node_id, argv, self.node_dir(node_id) / LOG_FILE)
+        self.procs.start(node_id, argv, self.layout.node(node_id).log)
 
     def views(self) -> list[NodeView]:
         out = []
@@ -203,6 +222,10 @@ class Localnet:
         """Write the run directory from the nodes' metric files."""
         rows: list[ModelRow] = []
         metrics: list[MetricRow] = []
+        summaries: list[StepSummary] = []
+        cpu: dict[str, float] = {}
+        names = MetricNames(self.protocol)
+        layout: Layout | None = None
         totals: dict[str, int] = {}
         drops: dict[str, int] = {}
         halted = 0
@@ -211,10 +234,12 @@ class Localnet:
         for node_id in self.ids:
             offset = 0.0
             begins = 0
-            for item in read_journal(self.node_dir(node_id) / METRICS_FILE):
+            for item in read_journal(self.layout.node(node_id).journal):
                 kind = item.pop("kind")
                 if kind == "start":
                     offset = float(item.get("epoch", self.epoch)) - self.epoch
+                    if layout is None and "layout" in item:
+                        layout = _layout(item["layout"])
                 elif kind == "begin":
                     begins += 1
                     if begins == 1 and float(item.get("late", 0.0)) > 0.0:
@@ -224,7 +249,21 @@ class Localnet:
                     rows.append(ModelRow(**item))
                 elif kind == "metric":
                     item["time"] = round(item["time"] + offset, 6)
+                    if not (item.get("tags") or {}).get(MEASURED_TAG[0]):
+                        item["name"] = names.qualify(item["name"])  # the node checked it
                     metrics.append(MetricRow(**item))
+                elif kind == "step_summary":
+                    item["time"] = round(item["time"] + offset, 6)
+                    summaries.append(step_summary_of(item))
+                elif kind == "cpu":
+                    # a restarted process counts from zero again: its lines add up
+                    for activity, seconds in item["seconds"].items():
+                        cpu[activity] = cpu.get(activity, 0.0) + float(seconds)
+                        tags = {"activity": activity}
+                        at = round(float(item["time"]) + offset, 6)
+                        metrics.append(
+                            MetricRow(node_id, "cpu_seconds", 0, at, float(seconds), tags)
+                        )
                 elif kind == "halt":
                     halted += 1
                     end = max(end, float(item["time"]) + offset)
@@ -235,27 +274,28 @@ class Localnet:
                                 drops[reason] = drops.get(reason, 0) + int(n)
                         elif isinstance(value, int):
                             totals[key] = totals.get(key, 0) + value
+        step_metrics = None if layout is None else self.protocol.step_metrics(layout)
+        if step_metrics is not None:
+            metrics.extend(combine_steps(step_metrics, self.ids, summaries, names))
         rows.sort(key=lambda r: (r.time, r.node, r.step))
         metrics.sort(key=lambda m: (m.time, m.node, m.step))
         exit_codes = {n: p.returncode for n, p in sorted(self.procs.procs.items())}
-        counters: dict[str, Any] = {
-            "host": "localnet",
-            "virtual_seconds": round(end, 3),  # on a real network: wall seconds to the halt
-            "messages": totals.get("messages_sent", 0),
-            "messages_lost": drops.get("queue_full", 0) + drops.get("send_failed", 0),
-            "bytes_sent": totals.get("bytes_sent", 0),
-            "bytes_received": totals.get("bytes_received", 0),
-            "payload_bytes_sent": totals.get("payload_bytes_sent", 0),
-            "frames_sent": totals.get("frames_sent", 0),
-            "connections": totals.get("connections", 0),
-            "drops": dict(sorted(drops.items())),
-            "nodes_halted": halted,
-            "start_delay": self.start_delay,
-            # nodes ready only after the epoch (raise start_delay), seconds late
-            "late_starts": dict(sorted(late.items())),
-            "exit_codes": exit_codes,
-            "interrupted": interrupted,
-        }
+        counters = LocalnetCounters(
+            virtual_seconds=round(end, 3),
+            messages=totals.get("messages_sent", 0),
+            messages_lost=drops.get("queue_full", 0) + drops.get("send_failed", 0),
+            bytes_sent=totals.get("bytes_sent", 0),
+            bytes_received=totals.get("bytes_received", 0),
+            payload_bytes_sent=totals.get("payload_bytes_sent", 0),
+            frames_sent=totals.get("frames_sent", 0),
+            connections=totals.get("connections", 0),
+            drops=dict(sorted(drops.items())),
+            nodes_halted=halted,
+            start_delay=self.start_delay,
+            late_starts=dict(sorted(late.items())),
+            exit_codes=exit_codes,
+            interrupted=interrupted,
+        )
         summary = finish_run(
             self.config,
             self.protocol,
@@ -264,7 +304,8 @@ class Localnet:
             rows,
             metrics,
             counters,
-            self.started,
+            cpu,
+            time.perf_counter() - self.started,
         )
         return LocalnetResult(self.run_dir, summary, exit_codes, interrupted)
 

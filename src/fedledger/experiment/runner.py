@@ -6,29 +6,16 @@ The runner prints nothing; the CLI shows progress through the ``on_row`` callbac
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from fedledger.assembly.build import NodeRole, build_experiment
-from fedledger.assembly.config import ExperimentConfig, to_yaml
-from fedledger.assembly.metrics import (
-    MetricRow,
-    MetricsRecorder,
-    ModelRow,
-    attack_metrics,
-    final_measured,
-    final_rows,
-    write_metrics,
-)
-from fedledger.experiment.plots import plot_accuracy
-from fedledger.protocols.base import Protocol
+from fedledger.assembly.build import build_experiment
+from fedledger.assembly.config import ExperimentConfig
+from fedledger.assembly.metrics import MetricRow, ModelRow, recorder_for
+from fedledger.experiment.rundir import RunDir, RunSummary, SimCounters, finish_run
 from fedledger.runtime.sim import ComputeModel, LinkSpec, NetworkModel, Simulator
 from fedledger.runtime.sim.network import Partition
 
@@ -36,7 +23,7 @@ from fedledger.runtime.sim.network import Partition
 @dataclass(frozen=True)
 class RunResult:
     run_dir: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     rows: tuple[ModelRow, ...]
 
 
@@ -67,28 +54,11 @@ def run_experiment(
 ) -> RunResult:
     """Build the experiment, simulate it, and write its run directory."""
     started = time.perf_counter()
-    run_dir = out or default_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(config))
+    run_dir = RunDir(out or default_run_dir(config))
+    run_dir.write_config(config)
 
-    exp = build_experiment(config, run_dir)
-    test = exp.data.test
-    recorder = MetricsRecorder(
-        evaluate=lambda w: exp.learner.evaluate(
-            w, test.x, test.y, batch_size=config.eval.batch_size
-        ),
-        roles={r.plan.node_id: r.plan.role for r in exp.roles},
-        honest={r.plan.node_id: r.honest for r in exp.roles},
-        every=config.eval.every,
-        on_row=on_row,
-        model_metrics=attack_metrics(
-            {r.plan.node_id: r.attack for r in exp.roles},
-            lambda w, x: exp.learner.predict(w, x, batch_size=config.eval.batch_size),
-            test.x,
-            test.y,
-        ),
-        step_metrics=exp.protocol.step_metrics(exp.learner.layout.entries),
-    )
+    exp = build_experiment(config, run_dir.path)
+    recorder = recorder_for(exp, on_row=on_row)
     sim = Simulator(
         exp.nodes,
         {p.node_id: p.peers for p in exp.plans},
@@ -116,62 +86,24 @@ def run_experiment(
                 MetricRow(node_id, "cpu_seconds", 0, stats.virtual_time, seconds, tags)
             )
             cpu_total[activity] = cpu_total.get(activity, 0.0) + seconds
-    counters = {
-        "virtual_seconds": round(stats.virtual_time, 6),
-        "events": stats.events,
-        "messages": stats.messages_sent,
-        "messages_lost": stats.messages_lost,
-        "bytes_sent": int(sum(stats.bytes_sent.values())),
-        "jobs": stats.jobs,
-        "nodes_halted": stats.halted,
-        "cpu_seconds": {a: round(v, 4) for a, v in sorted(cpu_total.items())},
-    }
-    summary = finish_run(
-        config, exp.protocol, run_dir, exp.roles, recorder.rows, recorder.metrics, counters,
-        started,
+    counters = SimCounters(
+        virtual_seconds=round(stats.virtual_time, 6),
+        events=stats.events,
+        messages=stats.messages_sent,
+        messages_lost=stats.messages_lost,
+        bytes_sent=int(sum(stats.bytes_sent.values())),
+        jobs=stats.jobs,
+        nodes_halted=stats.halted,
     )
-    return RunResult(run_dir, summary, tuple(recorder.rows))
-
-
-def finish_run(
-    config: ExperimentConfig,
-    protocol: Protocol,
-    run_dir: Path,
-    roles: Sequence[NodeRole],
-    rows: Sequence[ModelRow],
-    metrics: Sequence[MetricRow],
-    counters: dict[str, Any],
-    started: float,
-) -> dict[str, Any]:
-    """Write metrics, summary.json and plots of a finished run; return the summary.
-
-    Shared by the simulator and the real-network ``localnet`` (which gathers the rows
-    from its node processes)."""
-    write_metrics(run_dir, rows, metrics)
-    final = final_rows(rows)
-    honest_final = [r for r in final if r.honest]
-    summary: dict[str, Any] = {
-        "name": config.name,
-        "protocol": config.protocol.name,
-        "seed": config.seed,
-        "rounds": config.rounds,
-        "nodes": len(roles),
-        "malicious": sorted(r.plan.node_id for r in roles if not r.honest),
-        "final_accuracy": (
-            float(np.mean([r.accuracy for r in honest_final])) if honest_final else None
-        ),
-        "honest_accuracies": [round(r.accuracy, 6) for r in honest_final],
-        "last_step": max((r.step for r in final), default=0),
-        **{  # attacks' own metrics (backdoor_asr) on the honest final models
-            name: round(value, 6) if np.isfinite(value) else None
-            for name, value in final_measured(rows, metrics).items()
-        },
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        **counters,
-    }
-    summary.update(protocol.report(run_dir, rows, metrics))
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if config.output.plots:
-        title = f"{config.name} ({config.protocol.name}, seed {config.seed})"
-        plot_accuracy(list(rows), run_dir / "plots" / "accuracy.png", title, "round / step")
-    return summary
+    summary = finish_run(
+        config,
+        exp.protocol,
+        run_dir.path,
+        exp.roles,
+        recorder.rows,
+        recorder.metrics,
+        counters,
+        cpu_total,
+        time.perf_counter() - started,
+    )
+    return RunResult(run_dir.path, summary, tuple(recorder.rows))

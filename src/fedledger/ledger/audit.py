@@ -38,9 +38,10 @@ from typing import Any
 from fedledger.ledger.audit_node import NodeAudit, Problem
 from fedledger.ledger.records import short
 from fedledger.storage import BlobStore
+from fedledger.storage.layout import NodeLayout, RunLayout
 
-LEDGER_FILE = "ledger.sqlite"
-BLOBS_DIR = "blobs"
+LEDGER_FILE = NodeLayout.LEDGER_FILE
+BLOBS_DIR = NodeLayout.BLOBS_DIR
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,11 @@ def find_ledgers(path: Path) -> list[tuple[str, Path]]:
     if path.is_file():
         node = path.parent.name if path.name == LEDGER_FILE else path.stem
         return [(node, path)]
-    if (path / LEDGER_FILE).is_file():
-        return [(path.name, path / LEDGER_FILE)]
-    nodes = path / "nodes"
-    if nodes.is_dir():
-        return [(d.name, d / LEDGER_FILE) for d in sorted(nodes.iterdir())
-                if (d / LEDGER_FILE).is_file()]
-    return []
+    if NodeLayout(path).ledger.is_file():
+        return [(path.name, NodeLayout(path).ledger)]
+    run = RunLayout(path)
+    nodes = [run.node(node_id) for node_id in run.node_ids()]
+    return [(n.node_id, n.ledger) for n in nodes if n.ledger.is_file()]
 
 
 def audit_path(path: Path, blob_key: bytes | None = None) -> AuditReport:
@@ -115,8 +114,8 @@ def audit_path(path: Path, blob_key: bytes | None = None) -> AuditReport:
             f"run directory with nodes/<node_id>/{LEDGER_FILE}",
         )
         return AuditReport(path, (problem,), 0, 0, 0, 0, 0, {})
-    stores = {node: BlobStore(db.parent / BLOBS_DIR, blob_key)
-              for node, db in ledgers if (db.parent / BLOBS_DIR).is_dir()}
+    stores = {node: BlobStore(NodeLayout(db.parent).blobs, blob_key)
+              for node, db in ledgers if NodeLayout(db.parent).blobs.is_dir()}
     audits = [NodeAudit(node, db, stores) for node, db in ledgers]
     for audit in audits:
         audit.run()

@@ -45,15 +45,14 @@ class Dfl(Protocol[DflParams]):
     name = "dfl"
     faults = (DUPLICATE,)
     metrics = (
-        MetricSpec("dfl_rejects", "records and messages a node dropped, by reason"),
-        MetricSpec("dfl_blocks", "blocks on a node's own chain"),
-        MetricSpec("dfl_block", "a block a node appended to its chain (its height)"),
-        MetricSpec("dfl_block_failed", "a block a node could not make"),
-        MetricSpec("dfl_receipts_per_block", "receipts in a node's new block"),
-        MetricSpec("dfl_confirmations_per_block", "confirmed receipts in a node's new block"),
-        MetricSpec("dfl_reputation", "a node's reputation of a peer"),
-        MetricSpec("dfl_updates", "model updates a node made from its buffer"),
-        MetricSpec("dfl_model_difference", "eq. 5: model difference among nodes, per layer"),
+        MetricSpec("blocks", "blocks on a node's own chain"),
+        MetricSpec("block", "a block a node appended to its chain (its height)"),
+        MetricSpec("block_failed", "a block a node could not make"),
+        MetricSpec("receipts_per_block", "receipts in a node's new block"),
+        MetricSpec("confirmations_per_block", "confirmed receipts in a node's new block"),
+        MetricSpec("reputation", "a node's reputation of a peer"),
+        MetricSpec("updates", "model updates a node made from its buffer"),
+        MetricSpec("model_difference", "eq. 5: model difference among nodes, per layer"),
     )
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
@@ -92,11 +91,11 @@ class Dfl(Protocol[DflParams]):
         return dfl_report(run_dir, rows, metrics)
 
     def headline(self, section: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-        rep = section.get("dfl_reputation_final") or {}
+        rep = section.get("reputation_final") or {}
         caught = ", ".join(f"{k} {v:.2f}" for k, v in sorted(rep.items())) or "no reputation"
         return (
             ("what the ledger caught", f"final reputation: {caught}"),
-            ("blocks per node", str(section.get("dfl_blocks_per_node", "-"))),
+            ("blocks per node", str(section.get("blocks_per_node", "-"))),
         )
 
 

@@ -140,18 +140,18 @@ class ChainWork:
         p = self.params
         if not blocks.finalize_ok(draft, confs, p.finalize, p.finalize_fraction):
             self.failed += 1
-            return [EmitMetric("dfl_block_failed", 1.0, step), *self.after_own_tx()]
+            return [EmitMetric("block_failed", 1.0, step), *self.after_own_tx()]
         block = blocks.final_block(self.services.keys, draft, confs)
         self.services.ledger.append(block)
         self.head = block
         self.blocks += 1
         body = blocks.body_of(block)
         return [
-            EmitMetric("dfl_block", float(block.height), step),
+            EmitMetric("block", float(block.height), step),
             EmitMetric(
-                "dfl_confirmations_per_block", float(len(blocks.confirmed_ids(confs))), step
+                "confirmations_per_block", float(len(blocks.confirmed_ids(confs))), step
             ),
-            EmitMetric("dfl_receipts_per_block", float(len(body.receipts)), step),
+            EmitMetric("receipts_per_block", float(len(body.receipts)), step),
             *self.after_own_tx(),
         ]
 

@@ -172,15 +172,13 @@ class DflNode(KitNode[DflParams]):
         step = round(now)
         effects: list[Effect] = [ReportModel(step, self.weights)]
         effects += self._reputation_metrics(step)
-        for reason, n in sorted(self.gate.rejections().items()):
-            effects.append(EmitMetric("dfl_rejects", float(n), step, (("reason", reason),)))
         effects += self.gate.new_metrics(step)
-        effects.append(EmitMetric("dfl_blocks", float(self.chain.blocks), step))
+        effects.append(EmitMetric("blocks", float(self.chain.blocks), step))
         return effects
 
     def _reputation_metrics(self, step: int) -> list[Effect]:
         return [
-            EmitMetric("dfl_reputation", value, step, (("peer", peer),))
+            EmitMetric("reputation", value, step, (("peer", peer),))
             for peer, value in sorted(self.reputation.items())
         ]
 
@@ -349,4 +347,4 @@ class DflNode(KitNode[DflParams]):
         self.reputation = dict(table)
         with self.setup.meter.section("storage"):
             state.save(self.svc.ledger, self.updates, self.reputation)
-        return [EmitMetric("dfl_updates", float(self.updates), int(now)), *self._maybe_update()]
+        return [EmitMetric("updates", float(self.updates), int(now)), *self._maybe_update()]

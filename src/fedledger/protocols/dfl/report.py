@@ -1,5 +1,8 @@
 """The ``dfl`` report: model difference among nodes (eq. 5), reputation, blocks.
 
+Metric names: nodes emit the declared names (``dfl_block``, ...); a run records them
+namespaced (``dfl.block``), which is what the report reads.
+
 - step metrics: at each report step, once every node has reported, eq. 5's model
   difference: per layer, the sum of each node's weights ``s_n`` (nodes by id), and
   ``(sum_{n=1}^{N-1} |s_n - s_{n-1}| + |s_0 - s_{N-1}|) / N``; rows
@@ -27,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from fedledger.protocols.results import MetricRow, ModelRow, StepMetrics, StepRows
+from fedledger.storage.layout import RunLayout
 
 Layout = tuple[tuple[str, tuple[int, ...]], ...]
 
@@ -62,10 +66,10 @@ def difference_metrics(layout: Layout) -> StepMetrics:
         diff = model_difference(sums)
         labels = names if len(names) == diff.size else ["all-weights"]
         out: StepRows = [
-            ("dfl_model_difference", float(v), {"layer": k})
+            ("model_difference", float(v), {"layer": k})
             for k, v in zip(labels, diff, strict=True)
         ]
-        out.append(("dfl_model_difference", float(diff.sum()), {"layer": "all"}))
+        out.append(("model_difference", float(diff.sum()), {"layer": "all"}))
         return out
 
     return StepMetrics(summarize, combine)
@@ -74,7 +78,7 @@ def difference_metrics(layout: Layout) -> StepMetrics:
 def _final_reputation(honest: dict[str, bool], metrics: Sequence[MetricRow]) -> dict[str, float]:
     last: dict[tuple[str, str], tuple[int, float]] = {}
     for m in metrics:
-        if m.name == "dfl_reputation" and honest.get(m.node, True):
+        if m.name == "dfl.reputation" and honest.get(m.node, True):
             key = (m.node, m.tags.get("peer", ""))
             if key not in last or m.step >= last[key][0]:
                 last[key] = (m.step, m.value)
@@ -91,30 +95,27 @@ def dfl_report(
     blocks: dict[str, int] = defaultdict(int)
     confirmed, receipts = [], []
     rejects: dict[str, float] = defaultdict(float)
-    last_rejects: dict[tuple[str, str], float] = {}
     diff: dict[int, float] = {}
     for m in metrics:
-        if m.name == "dfl_block":
+        if m.name == "dfl.block":
             blocks[m.node] += 1
-        elif m.name == "dfl_confirmations_per_block":
+        elif m.name == "dfl.confirmations_per_block":
             confirmed.append(m.value)
-        elif m.name == "dfl_receipts_per_block":
+        elif m.name == "dfl.receipts_per_block":
             receipts.append(m.value)
-        elif m.name == "dfl_rejects":
-            last_rejects[(m.node, m.tags.get("reason", ""))] = m.value
-        elif m.name == "dfl_model_difference" and m.tags.get("layer") == "all":
+        elif m.name == "rejected":
+            rejects[m.tags.get("reason", "")] += m.value
+        elif m.name == "dfl.model_difference" and m.tags.get("layer") == "all":
             diff[m.step] = m.value
-    for (_node, reason), value in last_rejects.items():
-        rejects[reason] += value
     summary: dict[str, Any] = {
-        "dfl_blocks_per_node": round(float(np.mean(list(blocks.values()))), 3) if blocks else 0.0,
-        "dfl_confirmations_per_block": round(float(np.mean(confirmed)), 3) if confirmed else None,
-        "dfl_receipts_per_block": round(float(np.mean(receipts)), 3) if receipts else None,
-        "dfl_rejects": {k: int(v) for k, v in sorted(rejects.items())},
-        "dfl_reputation_final": _final_reputation(honest, metrics),
-        "dfl_model_difference_final": diff[max(diff)] if diff else None,
+        "blocks_per_node": round(float(np.mean(list(blocks.values()))), 3) if blocks else 0.0,
+        "confirmations_per_block": round(float(np.mean(confirmed)), 3) if confirmed else None,
+        "receipts_per_block": round(float(np.mean(receipts)), 3) if receipts else None,
+        "rejects": {k: int(v) for k, v in sorted(rejects.items())},
+        "reputation_final": _final_reputation(honest, metrics),
+        "model_difference_final": diff[max(diff)] if diff else None,
     }
-    plots = run_dir / "plots"
+    plots = RunLayout(run_dir).plots
     plots.mkdir(parents=True, exist_ok=True)
     if diff:
         fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
@@ -123,16 +124,16 @@ def dfl_report(
         ax.set_xlabel("tick")
         ax.set_ylabel("model difference (eq. 5, all layers)")
         fig.tight_layout()
-        fig.savefig(plots / "model_difference.png")
+        fig.savefig(RunLayout(run_dir).plot("model_difference.png"))
         plt.close(fig)
-    _plot_reputation(honest, metrics, plots / "reputation.png")
+    _plot_reputation(honest, metrics, RunLayout(run_dir).plot("reputation.png"))
     return summary
 
 
 def _plot_reputation(honest: dict[str, bool], metrics: Sequence[MetricRow], path: Path) -> None:
     series: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for m in metrics:
-        if m.name == "dfl_reputation" and honest.get(m.node, True):
+        if m.name == "dfl.reputation" and honest.get(m.node, True):
             series[m.tags.get("peer", "")][m.step].append(m.value)
     if not series:
         return

@@ -6,7 +6,8 @@ read back on ``Start``: a node that crashes or restarts resumes with the table i
 
 The value is the canonical CBOR of a :class:`ReputationState` record, decoded strictly
 (canonical bytes, typed fields, a non-negative count). A value that fails is corrupt:
-the node counts it (``state_corrupt`` in ``dfl_rejects``) and starts from an empty table.
+the node counts it (reason ``state_corrupt`` of the ``rejected`` metric) and starts
+from an empty table.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ confusion matrix is computed here, from the per-update outcomes an honest device
 (``update_accepted``, tagged with the worker) and the honest/malicious marks of the
 measured models: TP a malicious update rejected, FN one accepted, FP an honest update
 rejected, TN one accepted. Written per round to ``detection.csv``; stakes per device and
-round to ``plots/stakes.png``.
+round to ``plots/stakes.png``. Metric names are the run's: the protocol's own namespaced
+(``posbfl.legal_block``), the common ones (``rejected``) bare.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import matplotlib.pyplot as plt
 
 from fedledger.ledger.store import ChainStore
 from fedledger.protocols.results import MetricRow, ModelRow
+from fedledger.storage.layout import RunLayout
 
 
 def _honesty(rows: Sequence[ModelRow]) -> dict[str, bool]:
@@ -31,7 +33,7 @@ def _honesty(rows: Sequence[ModelRow]) -> dict[str, bool]:
 
 def _observer(honest: dict[str, bool], metrics: Sequence[MetricRow]) -> str | None:
     """The first honest device (by id) that recorded legal blocks: whose view we report."""
-    nodes = {m.node for m in metrics if m.name in ("legal_block", "no_block")}
+    nodes = {m.node for m in metrics if m.name in ("posbfl.legal_block", "posbfl.no_block")}
     for node in sorted(nodes):
         if honest.get(node, True):
             return node
@@ -46,7 +48,7 @@ def detection(
         lambda: dict.fromkeys(("TP", "FP", "TN", "FN"), 0)
     )
     for m in metrics:
-        if m.node != observer or m.name != "update_accepted":
+        if m.node != observer or m.name != "posbfl.update_accepted":
             continue
         malicious = not honest.get(m.tags.get("worker", ""), True)
         accepted = m.value >= 0.5
@@ -59,7 +61,7 @@ def _chains(run_dir: Path, honest: dict[str, bool]) -> tuple[bool | None, int]:
     """Whether every honest device holds the same head, and how many distinct heads."""
     heads = set()
     for node, ok in sorted(honest.items()):
-        path = run_dir / "nodes" / node / "ledger.sqlite"
+        path = RunLayout(run_dir).node(node).ledger
         if not ok or not path.is_file():
             continue
         with ChainStore(path) as store:
@@ -73,7 +75,7 @@ def plot_stakes(metrics: Sequence[MetricRow], honest: dict[str, bool], path: Pat
     """Each device's accumulated stake per round (its own ledger's view)."""
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for m in metrics:
-        if m.name == "stake":
+        if m.name == "posbfl.stake":
             series[m.tags.get("node", m.node)].append((m.step, m.value))
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     labelled: set[bool] = set()
@@ -113,9 +115,9 @@ def posbfl_report(
         return summary
     per_round = detection(honest, metrics, observer)
     mine = [m for m in metrics if m.node == observer]
-    legal = {m.step: m.tags.get("miner", "?") for m in mine if m.name == "legal_block"}
+    legal = {m.step: m.tags.get("miner", "?") for m in mine if m.name == "posbfl.legal_block"}
     miners = list(legal.values())
-    with (run_dir / "detection.csv").open("w", newline="") as fh:
+    with RunLayout(run_dir).table("detection.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(("round", "TP", "FP", "TN", "FN", "legal_miner", "miner_malicious"))
         for step in sorted(set(per_round) | set(legal)):
@@ -145,15 +147,15 @@ def posbfl_report(
             ),
             "legal_blocks": len(miners),
             "legal_blocks_by_malicious": sum(1 for n in miners if not honest.get(n, True)),
-            "rounds_without_block": sum(1 for m in mine if m.name == "no_block"),
-            "competing_blocks": int(sum(m.value for m in mine if m.name == "forks")),
+            "rounds_without_block": sum(1 for m in mine if m.name == "posbfl.no_block"),
+            "competing_blocks": int(sum(m.value for m in mine if m.name == "posbfl.forks")),
             "honest_chains_identical": identical,
             "honest_heads": heads,
             "blacklisted": sorted(
-                {m.tags.get("worker", "?") for m in mine if m.name == "blacklist_added"}
+                {m.tags.get("worker", "?") for m in mine if m.name == "posbfl.blacklist_added"}
             ),
             "rejected": dict(sorted(rejected.items())),
         }
     )
-    plot_stakes(metrics, honest, run_dir / "plots" / "stakes.png")
+    plot_stakes(metrics, honest, RunLayout(run_dir).plot("stakes.png"))
     return summary

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from fedledger.assembly.build import build_experiment
-from fedledger.assembly.metrics import MetricRow, MetricsRecorder, attack_metrics
+from fedledger.assembly.metrics import MetricRow, recorder_for
 from fedledger.assembly.services import node_keys
 from fedledger.ledger.verify import Verifier
 from fedledger.protocols.base import (
@@ -66,6 +66,7 @@ from fedledger.runtime.node.wire import (
     BlocksRequest,
     network_digest,
 )
+from fedledger.storage.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class NodeHost:
         self.plan = self.role.plan
         self.services = self.exp.services[self.node_id]
         self.resources = self.exp.protocol.resources(self.plan, self.exp.plans)
-        self.dir = options.data_dir / "nodes" / self.node_id
+        self.dir = RunLayout(options.data_dir).node(self.node_id).root
         keys = node_keys(self.exp.plans, config.seed)
         key = keys[self.node_id]
         if options.key_file is not None:
@@ -98,21 +99,11 @@ class NodeHost:
         self.effects = EffectTable.for_host("real-node host", self)
         self.effects.require((*BASE_EFFECTS, *self.exp.protocol.effects), "the protocol")
         self.journal = Journal(self.dir)
-        test = self.exp.data.test
-        self.recorder = MetricsRecorder(
-            evaluate=lambda w: self.exp.learner.evaluate(
-                w, test.x, test.y, batch_size=config.eval.batch_size
-            ),
-            roles={self.node_id: self.plan.role},
-            honest={self.node_id: self.role.honest},
-            every=config.eval.every,
+        self.recorder = recorder_for(
+            self.exp,
             on_row=self.journal.model,
-            model_metrics=attack_metrics(
-                {r.plan.node_id: r.attack for r in self.exp.roles},
-                lambda w, x: self.exp.learner.predict(w, x, batch_size=config.eval.batch_size),
-                test.x,
-                test.y,
-            ),
+            node=self.node_id,
+            on_summary=self.journal.step_summary,
         )
         self.worker = ThreadPoolExecutor(1, thread_name_prefix=f"jobs-{self.node_id}")
         self.state = "starting"
@@ -158,6 +149,8 @@ class NodeHost:
                 "epoch_given": self.epoch_given,
                 "pid": os.getpid(),
                 "port": self.port,
+                # the model's layout, for the step metrics localnet combines
+                "layout": [[n, list(shape)] for n, shape in self.exp.learner.layout.entries],
             },
         )
         log.info(
@@ -219,6 +212,8 @@ class NodeHost:
             {"time": self._now(), "pid": os.getpid(), "handler_errors": self.handler_errors},
         )
         self.journal.write("transport", {"time": self._now(), **self.counters.as_dict()})
+        cpu = {a: round(s, 6) for a, s in sorted(self.exp.meters[self.node_id].seconds.items())}
+        self.journal.write("cpu", {"time": self._now(), "seconds": cpu})
         self._write_status()
         await self.transport.close()
         for task in tasks:
@@ -299,12 +294,18 @@ class NodeHost:
     def _dispatch(self, event: Event) -> None:
         if self._halted.is_set():
             return
+        meter = self.exp.meters[self.node_id]
+        started, inside = time.process_time(), meter.measured
         try:
             effects = self.node.handle(event)
         except Exception:
             self.handler_errors += 1
             log.exception("node %s failed on %s", self.node_id, type(event).__name__)
             return
+        finally:
+            # as the simulator: the handler's CPU time less its metered sections (process
+            # time, as the meter's sections; a job running meanwhile is counted in too)
+            meter.add("protocol", time.process_time() - started - (meter.measured - inside))
         for effect in effects:
             try:
                 self._execute(effect)
@@ -338,10 +339,18 @@ class NodeHost:
     def run_job(self, node_id: str, job_id: str, job: Job) -> None:
         loop = asyncio.get_running_loop()
         self.jobs += 1
-        future = self.worker.submit(self.exp.jobs.run, self.node_id, job)
+        future = self.worker.submit(self._run_job, job)
         future.add_done_callback(
             lambda f: loop.call_soon_threadsafe(self._job_done, job_id, f)
         )
+
+    def _run_job(self, job: Job) -> Any:
+        """A job in the worker thread, its CPU time metered as ``ml``."""
+        started = time.thread_time()
+        try:
+            return self.exp.jobs.run(self.node_id, job)
+        finally:
+            self.exp.meters[self.node_id].add("ml", time.thread_time() - started)
 
     def fetch_blob(self, node_id: str, cid: str, source: str) -> None:
         task = asyncio.create_task(self._fetch_for_protocol(FetchBlob(cid, source)))
@@ -352,6 +361,10 @@ class NodeHost:
         self.worker.submit(self._measure_report, self._now(), step, weights)
 
     def emit_metric(self, node_id: str, metric: EmitMetric) -> None:
+        # an undeclared name is refused here as in the simulator; the journal keeps the
+        # name as emitted and localnet records it namespaced (MetricNames)
+        assert self.recorder.names is not None
+        self.recorder.names.qualify(metric.name)
         row = MetricRow(
             self.node_id, metric.name, metric.step, self._now(), metric.value, dict(metric.tags)
         )
