@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedledger.consensus.abci import ProposeRequest
 from fedledger.learning.aggregate import AGGREGATORS, AggregationContext, AggregationError, Update
 from fedledger.learning.jobs import JobResult
 from fedledger.ledger.records import Block
@@ -43,11 +44,11 @@ from fedledger.protocols.base import (
     TimerFired,
     TrainResult,
 )
-from fedledger.protocols.kit.gate import REFUSED
 from fedledger.protocols.kit.ids import JobId
 from fedledger.protocols.kit.node import KitNode, handles
 from fedledger.protocols.kit.schedule import JoinAction
 from fedledger.protocols.kit.stage import Stage
+from fedledger.protocols.posbfl.app import PosBflApp
 from fedledger.protocols.posbfl.chainstate import AcceptedUpdate, LedgerState, rebuild, updates_of
 from fedledger.protocols.posbfl.context import FAULT_WITHHOLD_BLOCK, DeviceContext
 from fedledger.protocols.posbfl.messages import (
@@ -88,6 +89,7 @@ class Device(KitNode[PosBflParams]):
         spec = dict(self.params.aggregator)
         self.aggregate = AGGREGATORS.build(spec.pop("name"), spec, where="protocol.aggregator")
         self.state = LedgerState(self.params.blacklist_rounds)
+        self.app = PosBflApp(ctx.checks, ctx.services.ledger.head)
         self.global_weights = np.asarray(setup.initial_weights, dtype=np.float32)
         self.round = 0
         self.stage = Stage.IDLE
@@ -155,10 +157,7 @@ class Device(KitNode[PosBflParams]):
         if self.selected or self.roles is None:
             return
         gate = self.gate
-        head = self.ctx.services.ledger.head()
-        try:
-            self.ctx.checks.block(msg.block, head.header, self.roles, self.state)
-        except REFUSED:
+        if not self.app.validate(msg.block).ok:
             return
         proposer = msg.block.header.proposer
         if self.ctx.services.node_of(proposer) != sender:
@@ -244,11 +243,12 @@ class Device(KitNode[PosBflParams]):
                 effects += self.worker.start(self.global_weights)
         elif me in roles.validators:
             if schedule.open(VOTE, late):
-                self.validator = ValidatorRole(self.ctx, roles, self.state, self.models)
+                self.validator = ValidatorRole(self.ctx, roles, self.state, self.models, self.app)
                 self.validator.open = schedule.open(TX_WINDOW, late)
                 effects += self.validator.start(self.global_weights)
         elif schedule.open(MINE, late):
             self.miner = MinerRole(self.ctx, roles, self.state)
+        self.app.begin_round(roles, self.state, self.miner)
         buffered, self.buffer = self.buffer, []
         for event in buffered:
             effects += self.on_message(event)
@@ -257,7 +257,7 @@ class Device(KitNode[PosBflParams]):
     def _mine(self, now: float) -> list[Effect]:
         assert self.miner is not None
         head = self.ctx.services.ledger.head()
-        block = self.miner.build(now, head)
+        block = self.app.propose(ProposeRequest(head.height + 1, now, head))
         if self.ctx.has_fault(FAULT_WITHHOLD_BLOCK):
             return [EmitMetric("withheld_blocks", 1.0, self.round)]
         self.candidates[block.header.proposer] = block  # its own block, trusted
@@ -295,7 +295,7 @@ class Device(KitNode[PosBflParams]):
         if legal is None:
             effects.append(EmitMetric("no_block", 1.0, step))
             return effects + self._rejections() + self._collect(())
-        newly = self.state.apply(legal)
+        newly = self.app.apply(legal).newly_blacklisted
         effects += self._block_metrics(legal, newly)
         return effects + self._rejections() + self._collect(updates_of(legal))
 

@@ -1,21 +1,20 @@
 """Roles per round: a seeded shuffle every device computes identically.
 
-The devices (in node-id order) are shuffled with ``derive_seed(seed, "posbfl-roles",
-round)``; the first ``workers`` are workers, the next ``validators`` validators, the rest
-miners, so roles rotate every round and no device stays a miner. Each worker is
-associated with one validator drawn with ``derive_seed(seed, "posbfl-assoc", round,
-worker)``.
+The shuffle is :func:`fedledger.consensus.committee.split_roles`: the devices (in
+node-id order) are shuffled with ``derive_seed(seed, "posbfl-roles", round)``; the
+first ``workers`` are workers, the next ``validators`` validators, the rest miners, so
+roles rotate every round and no device stays a miner. Each worker is associated with one
+validator drawn with ``derive_seed(seed, "posbfl-assoc", round, worker)``
+(:func:`fedledger.consensus.committee.seeded_choice`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from fedledger.consensus.committee import seeded_choice, split_roles
 from fedledger.errors import ConfigError
 from fedledger.protocols.posbfl.params import PosBflParams
-from fedledger.seeding import derive_seed
 
 WORKER = "worker"
 VALIDATOR = "validator"
@@ -73,19 +72,11 @@ class RoundRoles:
 
 
 def assign_roles(devices: tuple[str, ...], counts: RoleCounts, seed: int, rnd: int) -> RoundRoles:
-    order = sorted(devices)
-    rng = np.random.default_rng(derive_seed(seed, "posbfl-roles", rnd))
-    shuffled = [order[i] for i in rng.permutation(len(order))]
-    w, v = counts.workers, counts.validators
-    return RoundRoles(
-        rnd,
-        tuple(sorted(shuffled[:w])),
-        tuple(sorted(shuffled[w : w + v])),
-        tuple(sorted(shuffled[w + v :])),
-    )
+    sizes = (counts.workers, counts.validators, counts.miners)
+    workers, validators, miners = split_roles(devices, sizes, seed, "posbfl-roles", rnd)
+    return RoundRoles(rnd, workers, validators, miners)
 
 
 def associated_validator(roles: RoundRoles, worker: str, seed: int) -> str:
     """The validator a worker sends its worker-transaction to in this round."""
-    rng = np.random.default_rng(derive_seed(seed, "posbfl-assoc", roles.round, worker))
-    return roles.validators[int(rng.integers(len(roles.validators)))]
+    return seeded_choice(roles.validators, seed, "posbfl-assoc", roles.round, worker)

@@ -35,8 +35,8 @@ from fedledger.protocols.base import (
     TrainJob,
     TrainResult,
 )
-from fedledger.protocols.kit.gate import REFUSED
 from fedledger.protocols.kit.ids import JobId
+from fedledger.protocols.posbfl.app import PosBflApp
 from fedledger.protocols.posbfl.chainstate import LedgerState
 from fedledger.protocols.posbfl.context import FAULT_FLIP_VOTES, DeviceContext
 from fedledger.protocols.posbfl.messages import (
@@ -77,8 +77,10 @@ class ValidatorRole:
         roles: RoundRoles,
         state: LedgerState,
         models: dict[str, np.ndarray],
+        app: PosBflApp,
     ) -> None:
         self.ctx = ctx
+        self.app = app  # its ``check`` admits worker-transactions
         self.roles = roles
         self.state = state
         self.open = True  # taking worker-transactions until tx_window
@@ -138,10 +140,10 @@ class ValidatorRole:
             return []
         if tx_id in self.txs:
             return []
-        try:
-            update = self.ctx.checks.worker_tx(tx, self.roles, self.state)
-        except REFUSED:
+        if not self.app.check(tx).ok:
             return []
+        update = tx.payload
+        assert isinstance(update, WorkerUpdate)  # check() admits only these
         worker = self.ctx.services.node_of(tx.sender)
         expected = self.roles.validators if msg.forwarded else (worker,)
         if sender not in expected:
