@@ -5,7 +5,8 @@ Usage: python crash_writer.py DB_PATH SALT
 Opens (or creates) the store, then appends signed blocks in a loop on top of its head,
 now and then a sibling fork block (so reorgs happen too). After each append has returned
 (its SQLite transaction committed) it prints ``<height> <hash hex>`` and flushes, so the
-parent knows which blocks must survive a SIGKILL.
+parent knows which blocks must survive a SIGKILL. Each line goes out in one write, so a
+kill leaves whole lines; the parent still ignores a partial last line.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def main() -> None:
             txs = tuple(ck.tx(key, salt * 1_000_000 + nonce * 10 + i) for i in range(4))
             blk = ck.block(parent, key, txs, salt=salt * 1000 + nonce % 1000)
             store.append(blk)
-            print(blk.height, blk.hash.hex(), flush=True)
+            # one write per record (print writes each value apart under ``python -u``)
+            sys.stdout.write(f"{blk.height} {blk.hash.hex()}\n")
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -23,19 +23,19 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from fedledger.assembly.build import build_protocol
+from fedledger.assembly.config import load_config, to_yaml
+from fedledger.assembly.services import make_genesis, node_keys
 from fedledger.cli import app
 from fedledger.codec import encode
 from fedledger.crypto import KeyPair
-from fedledger.experiment.config import load_config
-from fedledger.experiment.setup import build_protocol
+from fedledger.experiment.localnet import Localnet
 from fedledger.protocols.vanilla.messages import ClientUpdate
 from fedledger.runtime.node.framing import NetCounters
 from fedledger.runtime.node.handshake import FramedStream, Identity, dial_handshake
 from fedledger.runtime.node.journal import read_journal, read_status
-from fedledger.runtime.node.localnet import Localnet
 from fedledger.runtime.node.options import network_text
 from fedledger.runtime.node.wire import Envelope, Hello, network_digest, seal
-from fedledger.runtime.services import node_keys
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +131,7 @@ def test_localnet_of_six_processes_runs_vanilla_to_the_end(tmp_path, nets):
     rows = (out / "metrics.csv").read_text().splitlines()[1:]
     assert [r.split(",")[3] for r in rows] == ["1", "2", "3"]  # the server's three rounds
     emitted = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    participants = [m["value"] for m in emitted if m["name"] == "participants"]
+    participants = [m["value"] for m in emitted if m["name"] == "vanilla.participants"]
     assert participants == [5.0, 5.0, 5.0]
     for node_id in ("server", "c000", "c004"):
         assert (out / "nodes" / node_id / "metrics.jsonl").exists()
@@ -155,7 +155,10 @@ def test_client_killed_with_sigkill_restarts_from_its_dir_and_rejoins(tmp_path, 
     )
     nets.append(net)
     net.start(only=["server", "c000", "c001", "c002"])
-    wait_until(lambda: server_step(net) >= 2, 60, "two rounds")
+    # kill once every client has taken part in a round (not after a set number of rounds:
+    # a client still starting when the network's epoch comes joins a few rounds late)
+    everyone = lambda: 3 in metric_values(net, "server", "participants").values()  # noqa: E731
+    wait_until(everyone, 60, "a round with all three clients")
     victim = net.procs.procs["c001"]
     victim.signal(signal.SIGKILL)
     assert victim.wait(5) == -signal.SIGKILL
@@ -199,6 +202,26 @@ def _raw(port: int, data: bytes, linger: float = 0.3) -> bytes:
         return b"".join(chunks)
 
 
+async def _hang_up_after_the_node(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Half-close, then read (and discard) what the node sends until it closes its side.
+
+    The node handles a connection's frames in order and closes only after the last one
+    (at our FIN, or at a frame that closes), so when this returns every frame sent before
+    has been counted. Closing without reading would not do: the node sends what its
+    outbox to this member holds, and a write to a closed socket comes back as a reset,
+    on which the node drops the connection with the frames it had not read yet (under
+    load a replay went uncounted that way)."""
+    writer.write_eof()
+    try:
+        while await asyncio.wait_for(reader.read(65536), 30.0):
+            pass
+    except ConnectionResetError:
+        pass  # the node aborts the connections it ends
+    writer.close()
+
+
 async def _attack_as_member(port: int, me: Identity) -> None:
     """Authenticate as a real member, then replay, forge and garble frames."""
     update = encode(ClientUpdate(999, np.zeros(4, dtype=np.float32), 1, 0.0))
@@ -206,13 +229,13 @@ async def _attack_as_member(port: int, me: Identity) -> None:
     for attempt in range(2):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         stream = FramedStream(reader, writer, 1 << 22, NetCounters())
-        session = await dial_handshake(me, stream, 5.0)
+        session = await dial_handshake(me, stream, 30.0)
         if attempt == 0:
             old_session = session.session
             first = encode(seal(me.key, session.session, 1, update))
             await stream.write_frame(first)
             await stream.write_frame(first)  # replay within the session
-            writer.close()
+            await _hang_up_after_the_node(reader, writer)
             continue
         await stream.write_frame(encode(seal(me.key, old_session, 1, update)))  # old session
         forged = seal(me.key, session.session, 1, update)
@@ -220,8 +243,7 @@ async def _attack_as_member(port: int, me: Identity) -> None:
         await stream.write_frame(encode(bad))  # bad signature
         await stream.write_frame(encode(seal(me.key, session.session, 1, update)))  # valid
         await stream.write_frame(b"\x00garbage")  # not an envelope: closes
-        await asyncio.sleep(0.3)
-        writer.close()
+        await _hang_up_after_the_node(reader, writer)
 
 
 def test_hostile_bytes_are_dropped_and_counted_and_a_stopped_peer_resyncs(tmp_path, nets):
@@ -241,7 +263,7 @@ def test_hostile_bytes_are_dropped_and_counted_and_a_stopped_peer_resyncs(tmp_pa
     plans = build_protocol(cfg).plan(cfg.nodes.count, cfg.seed)
     keys = node_keys(plans, cfg.seed)
     members = {n: k.public for n, k in keys.items()}
-    network = network_digest(network_text(cfg))
+    network = network_digest(network_text(cfg), make_genesis(keys, to_yaml(cfg)).hash)
 
     assert _raw(port, (5).to_bytes(4, "big") + b"hello") == b""  # garbage: closed
     assert _raw(port, (300).to_bytes(4, "big") + b"abc") == b""  # truncated frame
@@ -272,7 +294,10 @@ def test_hostile_bytes_are_dropped_and_counted_and_a_stopped_peer_resyncs(tmp_pa
     except AssertionError as err:  # say what was counted
         raise AssertionError(f"{err}; counted {drops()}") from None
 
-    # partition: c001 stops answering (SIGSTOP) for a few rounds, then comes back
+    # partition: c001 stops answering (SIGSTOP) for a few rounds, then comes back; first
+    # both clients take part (one still starting at the epoch joins a few rounds late)
+    both = lambda: 2 in metric_values(net, "server", "participants").values()  # noqa: E731
+    wait_until(both, 60, "a round with both clients")
     stopped_at = server_step(net)
     net.procs.procs["c001"].signal(signal.SIGSTOP)
     wait_until(lambda: server_step(net) >= stopped_at + 3, 30, "rounds without c001")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -27,6 +28,37 @@ WRITER = Path(__file__).with_name("crash_writer.py")
 KILLS = 25
 
 pytestmark = pytest.mark.crash
+
+
+RECORD = re.compile(rb"\d+ [0-9a-f]{64}")  # one line of the writer: height, block hash
+PREFIX = re.compile(rb"(\d+( [0-9a-f]{0,64})?)?")  # the start of one
+
+
+def reported_blocks(out: bytes) -> set[bytes]:
+    """The block hashes a killed writer reported: one ``<height> <hash hex>`` record per
+    newline-terminated line, each line a whole record (anything else fails the test).
+
+    What follows the last newline is ignored: the kill cut that record short (a writer
+    that prints a record in several writes, as ``print(a, b)`` does under ``python -u``,
+    can be killed between them). Its block was committed before the printing began, so
+    it counts as the one committed but unreported block, as when the kill lands between
+    the commit and the print."""
+    *lines, partial = out.split(b"\n")
+    bad = [ln for ln in lines if RECORD.fullmatch(ln) is None]
+    assert not bad, f"the writer printed lines that are not '<height> <hash hex>': {bad[:3]}"
+    assert PREFIX.fullmatch(partial), f"not the start of a record: {partial!r}"
+    return {bytes.fromhex(ln.split(b" ")[1].decode()) for ln in lines}
+
+
+def test_reported_blocks_are_the_whole_lines_and_a_cut_last_line_is_ignored() -> None:
+    a, b = "ab" * 32, "cd" * 32
+    assert reported_blocks(b"") == set()
+    assert reported_blocks(f"1 {a}\n".encode()) == {bytes.fromhex(a)}
+    for cut in ("2", "2 ", f"2 {b[:7]}", f"2 {b}"):  # killed in the middle of a record
+        assert reported_blocks(f"1 {a}\n{cut}".encode()) == {bytes.fromhex(a)}, cut
+    for bad in (f"1 {a[:-1]}\n", f"1  {a}\n", f"{a}\n", "1 \n", f"1 {a}\nready"):
+        with pytest.raises(AssertionError):
+            reported_blocks(bad.encode())
 
 
 def check_consistent(path: Path) -> tuple[set[bytes], bytes]:
@@ -90,9 +122,7 @@ def test_sigkill_loses_at_most_the_block_being_written(tmp_path: Path) -> None:
         out, err = child.communicate()
         assert child.returncode == -signal.SIGKILL, err.decode()
         kills += 1
-        lines = out.decode().splitlines()
-        complete = [ln for ln in lines if ln.count(" ") == 1 and len(ln.split()[1]) == 64]
-        now = {bytes.fromhex(ln.split()[1]) for ln in complete}
+        now = reported_blocks(out)
         stored, head = check_consistent(path)
         missing = (reported | now) - stored
         assert not missing, f"kill {salt}: {len(missing)} reported blocks lost"
