@@ -66,7 +66,12 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=431_080)
     parser.add_argument("--attackers", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--quick", action="store_true", help="50 updates x 10,000 weights, once"
+    )
     args = parser.parse_args()
+    if args.quick:  # 50 updates: Bulyan with f = 10 needs n >= 43
+        args.updates, args.dim, args.repeats = 50, 10_000, 1
     updates, context = make_round(args.updates, args.dim, args.attackers)
     print(
         f"{args.updates} updates x {args.dim} float32 weights, {args.attackers} attackers, "

@@ -13,6 +13,7 @@
    CNN as float32), plain and AES-GCM encrypted at rest; reads verify the hash.
 
     .venv/bin/python benchmarks/ledger_throughput.py [--seconds 4] [--block-size 500]
+    .venv/bin/python benchmarks/ledger_throughput.py --quick   # Ed25519 only, small
 """
 
 from __future__ import annotations
@@ -134,7 +135,12 @@ def main() -> None:
     parser.add_argument("--schemes", default="ed25519,rsa", help="comma-separated")
     parser.add_argument("--dir", type=Path, default=None,
                         help="where to write the databases and blobs (default: a temp dir)")
+    parser.add_argument("--quick", action="store_true",
+                        help="Ed25519 only, 0.5 s, blocks of 50, 5 latency blocks")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.block_size, args.latency_blocks = 0.5, 50, 5
+        args.schemes = "ed25519"
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         workdir = Path(tmp)

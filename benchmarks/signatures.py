@@ -6,7 +6,7 @@ signing, and fedledger's own ingest path for a signed Transaction arriving as by
 (strict canonical decode + ``Verifier.check``: id computation and signature), the
 figure a node's ingest rate is bounded by.
 
-    .venv/bin/python benchmarks/signatures.py [--seconds 2]
+    .venv/bin/python benchmarks/signatures.py [--seconds 2] [--quick]
 
 Other benchmarks can print their rates relative to this machine's signature speed with
 ``fedledger.crypto.verify_rate(scheme, seconds)``.
@@ -38,7 +38,10 @@ def _per_second(fn: Callable[[], object], seconds: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--quick", action="store_true", help="0.2 s per measurement")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds = 0.2
 
     rates = {scheme: verify_rate(scheme, args.seconds) for scheme in RATE_SCHEMES}
     print(f"{'verify (32-byte message)':<34}{'per second':>12}{'vs ed25519':>12}")
@@ -55,7 +58,8 @@ def main() -> None:
 
     kp = KeyPair.generate("ed25519", bytes(32))
     tx = sign(Transaction(kp.address, 1.0, "model", ModelRef("bafk", bytes(32), 10)), kp)
-    verifier = Verifier(KeyDirectory([kp.public]))
+    # no cache of valid signatures: the same transaction is checked over and over here
+    verifier = Verifier(KeyDirectory([kp.public]), cache_size=0)
     data = encode(tx)
     rate = _per_second(lambda: verifier.check(verifier.decode(data, Transaction)), args.seconds)
     label = "decode + Verifier.check (tx)"

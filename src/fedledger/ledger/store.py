@@ -10,7 +10,10 @@ canonical codec bytes of the Block, with its hash, parent, height, proposer and
 timestamp as columns; an index of transaction ids; the canonical chain (height -> hash,
 genesis to head); the live leaves; the head; and, with a finality rule, the rule, the
 accepted finality votes, slashing evidence and committed/finalized marks. Blocks are read
-from disk on demand; only the finality tracker (votes, marks) is kept in memory.
+from disk on demand; the finality tracker (votes, marks) is kept in memory, and so are the
+last BLOCK_CACHE blocks read (decoded, by hash: a block never changes under its hash, and
+decoding one of many records costs milliseconds; a rolled-back write empties the cache).
+Blocks are records, immutable by convention: callers must not change what they are given.
 
 Node state (``put_state``/``get_state``): opaque bytes a protocol must not lose on a
 crash but keeps off chain (DFL's reputation table), one committed transaction per put.
@@ -29,7 +32,7 @@ genesis); signatures, ids and roots are checked where a block enters the node
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -70,6 +73,8 @@ class StateKeyError(ChainStoreError, ValueError):
 
 #: longest node state key, in characters
 MAX_STATE_KEY = 200
+#: decoded blocks kept in memory per store, most recently read last
+BLOCK_CACHE = 64
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class ChainStore:
         self.db_path = Path(path)
         self.fork_choice = fork_choice
         self._tracker: FinalityTracker | None = None
+        self._blocks: dict[bytes, Block] = {}
         try:
             self._db = sql.connect(self.db_path)
         except sqlite3.Error as err:
@@ -128,7 +134,7 @@ class ChainStore:
         self.close()
 
     def _tx(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self._db, self._blocks.clear)
 
     def _load_tracker(self) -> None:
         self._tracker = None
@@ -291,8 +297,18 @@ class ChainStore:
     # ------------------------------------------------------------ queries
 
     def get(self, block_hash: bytes) -> Block | None:
-        row = self._db.execute("SELECT body FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
-        return None if row is None else decode_as(row[0], Block, strict=False)
+        block = self._blocks.pop(block_hash, None)
+        if block is None:
+            row = self._db.execute(
+                "SELECT body FROM blocks WHERE hash = ?", (block_hash,)
+            ).fetchone()
+            if row is None:
+                return None
+            block = decode_as(row[0], Block, strict=False)
+            if len(self._blocks) >= BLOCK_CACHE:
+                del self._blocks[next(iter(self._blocks))]
+        self._blocks[block_hash] = block
+        return block
 
     def _need(self, block_hash: bytes) -> Block:
         block = self.get(block_hash)
@@ -324,11 +340,8 @@ class ChainStore:
 
     def at_height(self, height: int) -> Block | None:
         """The canonical chain's block at ``height``, or None above the head."""
-        row = self._db.execute(
-            "SELECT b.body FROM canonical c JOIN blocks b ON b.hash = c.hash WHERE c.height = ?",
-            (height,),
-        ).fetchone()
-        return None if row is None else decode_as(row[0], Block, strict=False)
+        row = self._db.execute("SELECT hash FROM canonical WHERE height = ?", (height,)).fetchone()
+        return None if row is None else self.get(row[0])
 
     def canonical_chain(self) -> Iterator[Block]:
         """The canonical chain, genesis to head, read from disk as it is iterated."""
@@ -407,10 +420,12 @@ def _check_state_key(key: object) -> None:
 
 
 class _Transaction:
-    """``with``: BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
+    """``with``: BEGIN IMMEDIATE ... COMMIT, or ``on_rollback()`` and ROLLBACK on any
+    exception."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, on_rollback: Callable[[], None]) -> None:
         self.db = db
+        self.on_rollback = on_rollback
 
     def __enter__(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")
@@ -418,4 +433,8 @@ class _Transaction:
     def __exit__(
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            self.db.execute("COMMIT")
+            return
+        self.on_rollback()  # blocks read inside the transaction may not be stored any more
+        self.db.execute("ROLLBACK")

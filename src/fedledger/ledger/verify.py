@@ -21,6 +21,11 @@ What is checked:
   hand), the link checks are skipped, except for a height-0 block, which must be a
   well-formed genesis block (BAD_GENESIS) and is trusted by its hash, not a signature.
 
+A verifier remembers the signatures it has found valid (signer key, record id, signature;
+at most ``cache_size`` of them, oldest forgotten first), so a record that reaches a node
+again, e.g. the same vote inside each of several candidate blocks, is not verified twice.
+Only valid signatures are remembered: a record that failed is checked in full again.
+
 Protocol rules (who may propose, credit, quorums, timestamps) are the protocols' own.
 """
 
@@ -49,6 +54,8 @@ from fedledger.ledger.records import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+DEFAULT_CACHE_SIZE = 4096
 
 
 class RejectReason(enum.StrEnum):
@@ -129,9 +136,19 @@ class _Fail(Exception):
 class Verifier:
     """Checks records entering one node against its directory of known identities."""
 
-    def __init__(self, directory: KeyDirectory, counter: RejectCounter | None = None) -> None:
+    def __init__(
+        self,
+        directory: KeyDirectory,
+        counter: RejectCounter | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        if cache_size < 0:
+            raise ValueError(f"cache_size is {cache_size}; allowed: 0 (no cache) or more")
         self.directory = directory
         self.counter = counter if counter is not None else RejectCounter()
+        self.cache_size = cache_size
+        # (public key bytes, record id, signature) of valid signatures, oldest first
+        self._valid: dict[tuple[bytes, bytes, bytes], None] = {}
 
     def _reject(self, reason: RejectReason, record: str, detail: str) -> NoReturn:
         self.counter.add(reason)
@@ -195,12 +212,19 @@ class Verifier:
         sig = getattr(rec, "signature", None)
         if not isinstance(sig, bytes):
             raise _Fail(RejectReason.MALFORMED, f"signature is {type(sig).__name__}, not bytes")
+        seen = (key.data, rid, sig)
+        if seen in self._valid:
+            return rid
         if not key.verify(SIGNING_CONTEXT + rid, sig):
             raise _Fail(
                 RejectReason.BAD_SIGNATURE,
                 f"signature ({len(sig)} bytes) is not {short(signer)}'s "
                 f"{key.scheme} signature of this record",
             )
+        if self.cache_size:
+            if len(self._valid) >= self.cache_size:
+                del self._valid[next(iter(self._valid))]
+            self._valid[seen] = None
         return rid
 
     def _block(
