@@ -1,6 +1,7 @@
 """DFL's attack matrix (Table IX), the update/train ratio (Fig. 10) and the CPU split.
 
-    .venv/bin/python benchmarks/dfl_matrix.py --quick        # MLP, 300 ticks, a few minutes
+    .venv/bin/python benchmarks/dfl_matrix.py --small        # MLP, 300 ticks, a few minutes
+    .venv/bin/python benchmarks/dfl_matrix.py --quick        # smoke form (the test suite's)
     .venv/bin/python benchmarks/dfl_matrix.py                 # LeNet-5, 1500 ticks, 3 seeds
     .venv/bin/python benchmarks/dfl_matrix.py --ticks 4000 --seeds 10   # the paper's length
 
@@ -271,7 +272,12 @@ def print_cpu_table(models: dict[str, dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="MLP, 300 ticks, one seed")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke form for the test suite: MLP, 40 ticks, one cell per rule, no ratio/cpu",
+    )
+    parser.add_argument("--small", action="store_true", help="MLP, 300 ticks, one seed")
     parser.add_argument("--ticks", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=None, help="repetitions (seeds 0..k-1)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel runs")
@@ -293,9 +299,12 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = parser.parse_args()
-    args.ticks = args.ticks or (300 if args.quick else 1500)
-    args.seeds = args.seeds or (1 if args.quick else 3)
-    args.model = args.model or ("mlp" if args.quick else "lenet5")
+    if args.quick:
+        args.ticks, args.seeds, args.model = 40, 1, "mlp"
+        args.attacks, args.partitions, args.skip = "model poisoning", "IID", "ratio,cpu"
+    args.ticks = args.ticks or (300 if args.small else 1500)
+    args.seeds = args.seeds or (1 if args.small else 3)
+    args.model = args.model or ("mlp" if args.small else "lenet5")
     cpu_models = [m for m in (args.cpu_models or args.model).split(",") if m]
     known = model_names()
     bad_models = [m for m in [args.model, *cpu_models] if m not in known]
@@ -348,6 +357,7 @@ def main() -> None:
         "ticks": args.ticks,
         "seeds": args.seeds,
         "quick": args.quick,
+        "small": args.small,
         "model": args.model,
     }
     for key, res in results:

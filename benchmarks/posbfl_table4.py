@@ -1,6 +1,6 @@
 """PoS-BFL: Table 4 and the malicious-count sweep of Figs. 6-7 (survey section 5.4).
 
-    .venv/bin/python benchmarks/posbfl_table4.py [--quick] [--seeds 3] [--rounds 100]
+    .venv/bin/python benchmarks/posbfl_table4.py [--quick | --small] [--seeds 3] [--rounds 100]
         [--model cnn|lenet5|mlp] [--sweep 3,4,6,8,10,12,14,16] [--rules paper,reference]
         [--splits 12/5/3,8/9/3] [--jobs 1] [--out benchmarks/out/posbfl] [--keep-runs]
         [--skip-vanilla]
@@ -231,7 +231,12 @@ def plots(outcomes: list[Outcome], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="MLP, 12 rounds, 1 seed, sweep 8")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke form for the test suite: MLP, 2 rounds, 1 seed, 12/5/3 reference rule",
+    )
+    parser.add_argument("--small", action="store_true", help="MLP, 12 rounds, 1 seed, sweep 8")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--model", default="cnn", choices=("cnn", "lenet5", "mlp"))
@@ -245,8 +250,11 @@ def main() -> None:
         "--keep-runs", action="store_true", help="keep each run's ledgers and model blobs"
     )
     args = parser.parse_args()
-    if args.quick:
+    if args.small:
         args.model, args.rounds, args.seeds, args.sweep = "mlp", 12, 1, "8"
+    if args.quick:
+        args.model, args.rounds, args.seeds, args.sweep = "mlp", 2, 1, ""
+        args.rules, args.splits = "reference", "12/5/3"
     args.sweep = [int(x) for x in str(args.sweep).split(",") if x]
     args.splits = [x for x in args.splits.split(",") if x]
     unknown = [x for x in args.splits if x not in SPLITS]

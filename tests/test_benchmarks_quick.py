@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = sorted((ROOT / "benchmarks").glob("*.py"))
 #: quick forms measured at over a minute on 2 shared cores
-SLOW = {"dfl_matrix.py", "posbfl_table4.py"}
+SLOW: set[str] = set()
 #: scripts whose results go to benchmarks/out by default: their quick runs write elsewhere
 OUT_OPTION = {"dfl_matrix.py": "--out", "posbfl_table4.py": "--out"}
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:[.,]\d+)*(?:e-?\d+)?%?")
