@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from fedledger.consensus.pbft.actions import SendTo, SetTimer
-from fedledger.consensus.pbft.checks import Drop
-from fedledger.consensus.pbft.messages import CatchUp, Checkpoint, Proposal, Status
+from fedledger.consensus.pbft.actions import Action, SendTo, SetTimer
+from fedledger.consensus.pbft.checks import Drop, next_state
+from fedledger.consensus.pbft.messages import CatchUp, Checkpoint, Executed, Proposal, Reply, Status
+from fedledger.errors import ConfigError
 
 if TYPE_CHECKING:
     from fedledger.consensus.pbft.replica import Replica
@@ -32,6 +34,49 @@ class Recovery(_Base):
         ahead = {i for seq, got in self.checkpoints.items() if seq > self.last_executed
                  for i in got}
         return len(ahead) > self.f
+
+    # ------------------------------------------------------------ restart
+
+    def restore(self, time: float, entries: Sequence[Executed]) -> list[Action]:
+        """Resume from batches this replica executed before it stopped (its durable
+        ledger: sequence numbers 1..H, in order, with their certificates, checked by the
+        caller when it stored them); returns the actions that rejoin the instance.
+
+        Execution state (last executed, state digest, last reply per client, catch-up
+        history) is rebuilt; the log of unfinished sequence numbers was not durable, so
+        the replica never speaks again in a view in which it may have voted: it enters
+        the highest view of its certificates, and if it is that view's primary (whose
+        lost proposals it could contradict) it starts a view change at once. It then
+        broadcasts its status, so peers send what it missed (catch-up, new view).
+        The low watermark stays 0 (no stable checkpoint proof is durable) until peers'
+        checkpoints make one stable.
+        """
+        if self.last_executed or self.slots or self.history:
+            raise ConfigError("pbft.restore", "only a fresh replica can be restored")
+        self._out = []
+        view = 0
+        for expected, entry in enumerate(entries, start=1):
+            cert = entry.certificate
+            if cert.seq != expected:
+                raise ConfigError("pbft.restore", f"entry {expected} is for seq {cert.seq}")
+            for tx in entry.batch:
+                last = self.last_reply.get(tx.sender)
+                if last is None or tx.nonce > last.nonce:
+                    self.last_reply[tx.sender] = self._sign(Reply(
+                        cert.view, tx.sender, tx.nonce, self.result_of(cert.seq, tx),
+                        self.address))
+            self.state = next_state(self.state, cert.seq, cert.digest)
+            self.history[cert.seq] = entry
+            if len(self.history) > self.config.catchup_history:
+                del self.history[min(self.history)]
+            self.last_executed = cert.seq
+            view = max(view, cert.view)
+        self.next_seq = self.last_executed + 1
+        self.view = view
+        if self.is_primary and self.last_executed:
+            self.start_view_change(time, view + 1)
+        self._ask_catchup(broadcast=True)
+        return self._finish(time)
 
     # ------------------------------------------------------------ checkpoints
 
