@@ -14,9 +14,15 @@ Encryption: ``djn`` is the default (fixed-base ``hs**alpha``, ``alpha`` of k/2 b
 "partial" is one holder's partial decryption with its proof, "verify" one partial's
 proof check, "combine" the Lagrange combination of t partials.
 
-    .venv/bin/python benchmarks/he_cost.py [--quick] [--keys 1024 2048 3072] [--cap N]
+CKKS (TenSEAL, poly_modulus_degree 8192, scale 2**40, one thread): encrypt, add two
+vectors, decrypt, serialized bytes, wall seconds per whole vector (TenSEAL chunks a long
+vector into 4096-slot ciphertexts). Skipped with a note if TenSEAL is not installed.
 
-Goal (issue 14): the 431k CNN encrypted with packing in <= 5 s on one core.
+    .venv/bin/python benchmarks/he_cost.py [--quick] [--keys 1024 2048 3072] [--cap N]
+        [--schemes paillier ckks]
+
+Goals (issue 14): the 431k CNN encrypted with packing in <= 5 s on one core (Paillier);
+CKKS encrypt <= 0.5 s and add <= 25 ms at 431k.
 """
 
 from __future__ import annotations
@@ -110,11 +116,47 @@ def _calibrate(bits: int, rng: SeededRandom) -> float:
     return _cpu(lambda: [a * b % mod for _ in range(20_000)]) / 20_000 * 1e6
 
 
+def _ckks_table(vectors: Sequence[np.ndarray], repeats: int) -> None:
+    try:
+        import tenseal as ts
+    except ImportError as exc:
+        print(f"\nCKKS skipped: TenSEAL is not importable ({exc})")
+        return
+    ctx = ts.context(
+        ts.SCHEME_TYPE.CKKS, poly_modulus_degree=8192, coeff_mod_bit_sizes=[60, 40, 60],
+        n_threads=1,
+    )  # fmt: skip
+    ctx.global_scale = 2.0**40
+
+    def wall(fn: Callable[[], object]) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    print("\nCKKS (TenSEAL, N=8192, scale 2**40, 1 thread): best of", repeats, "wall seconds")
+    print(f"{'params':>8} {'encrypt':>8} {'add':>8} {'decrypt':>8} {'MB':>7} {'max err':>9}")
+    for x in vectors:
+        values = x.astype(np.float64).tolist()
+        enc = wall(lambda v=values: ts.ckks_vector(ctx, v))
+        a, b = ts.ckks_vector(ctx, values), ts.ckks_vector(ctx, values)
+        add = wall(lambda a=a, b=b: a + b)
+        dec = wall(lambda a=a: a.decrypt())
+        err = float(np.max(np.abs(np.asarray((a + b).decrypt()) - 2 * x.astype(np.float64))))
+        size_mb = len(a.serialize()) / 1e6
+        print(f"{x.size:>8,} {enc:>8.3f} {add:>8.4f} {dec:>8.3f} {size_mb:>7.2f} {err:>9.1e}")
+    print("goal: 431k, CKKS encrypt <= 0.5 s and add <= 25 ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small caps, 431k extrapolated")
     parser.add_argument("--keys", type=int, nargs="+", default=[1024, 2048])
     parser.add_argument("--cap", type=int, default=None, help="ciphertexts measured per op")
+    parser.add_argument("--schemes", nargs="+", default=["paillier", "ckks"],
+                        choices=["paillier", "ckks"])  # fmt: skip
     args = parser.parse_args()
     cap = args.cap or (200 if args.quick else 20_000)
     caps = (cap, min(cap, 50 if args.quick else 500), 8 if args.quick else 40)
@@ -122,6 +164,10 @@ def main() -> None:
     gen = np.random.default_rng(0)
     vectors = [gen.normal(scale=0.3, size=size).astype(np.float32) for size in SIZES]
 
+    if "ckks" in args.schemes:
+        _ckks_table(vectors, 1 if args.quick else 3)
+    if "paillier" not in args.schemes:
+        return
     head = (
         f"{'key':>5} {'/ct':>4} {'params':>8} {'slot':>4} {'cts':>7} {'enc djn':>8} "
         f"{'enc std':>8} {'add':>7} {'smul':>7} {'decrypt':>8} {'partial':>8} "

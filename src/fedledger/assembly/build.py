@@ -223,10 +223,14 @@ def build_experiment(
         if only is None or node_id == only:
             learning[node_id] = NodeLearning(sample_root_set(data, count, config.seed, node_id))
     jobs = JobRunner(learner, learning, config.seed)
-    settings = TrainSettings(**config.train.model_dump())
+    horizon = protocol.horizon(config.rounds)
+    train = config.train.model_dump(exclude={"solver"})
+    solver_spec = config.train.solver
+    settings = TrainSettings(
+        **train, solver=solver_spec.name, solver_params=solver_spec.params, horizon=horizon.length
+    )
     wanted = [p for p in plans if only is None or p.node_id == only]
     services = open_services(protocol, plans, wanted, config, run_dir)
-    horizon = protocol.horizon(config.rounds)
     nodes = {}
     meters: dict[str, CpuMeter] = {}
     for r in roles:

@@ -52,6 +52,9 @@ class TrainConfig(Strict):
     batch_size: int = Field(32, ge=1)
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
+    solver: ComponentSpec = Field(
+        ComponentSpec(name="sgd"), description="a registered solver: sgd, sgd_momentum, dp_sgd"
+    )
 
 
 class MaliciousGroup(Strict):
@@ -198,6 +201,7 @@ def check_components(config: ExperimentConfig) -> None:
     )
     reg["model"].params(config.model.name, config.model.params, "model")
     reg["protocol"].params(config.protocol.name, config.protocol.params, "protocol")
+    reg["solver"].params(config.train.solver.name, config.train.solver.params, "train.solver")
     aggregator = config.protocol.params.get("aggregator")
     if isinstance(aggregator, dict):
         spec = ComponentSpec.model_validate(aggregator)

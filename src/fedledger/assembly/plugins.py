@@ -11,12 +11,15 @@ def registries() -> dict[str, Registry[Any]]:
     """Every plug-in registry by kind, with the built-in components loaded."""
     import fedledger.learning.aggregate
     import fedledger.learning.attacks
+    import fedledger.privacy  # registers the dp_sgd solver
     import fedledger.protocols.dfl
+    import fedledger.protocols.pbft_ledger
     import fedledger.protocols.posbfl
     import fedledger.protocols.vanilla
     from fedledger.learning.aggregate.base import AGGREGATORS
     from fedledger.learning.attacks.base import ATTACKS
     from fedledger.learning.data import DATASETS
+    from fedledger.learning.executor import EXECUTORS
     from fedledger.learning.models import MODELS
     from fedledger.learning.partition import PARTITIONERS
     from fedledger.learning.solvers import SOLVERS
@@ -30,5 +33,6 @@ def registries() -> dict[str, Registry[Any]]:
         "aggregator": AGGREGATORS,
         "attack": ATTACKS,
         "solver": SOLVERS,
+        "executor": EXECUTORS,
         "update_rule": fedledger.protocols.dfl.UPDATE_RULES,
     }

@@ -12,7 +12,13 @@ the metrics, the summary and the plots.
      "nodes": 8, "malicious": [...], "final_accuracy": ..., "honest_accuracies": [...],
      "last_step": 60, "measured": {"backdoor_asr": ...}, "wall_seconds": ...,
      "cpu_seconds": {...}, "host": "simulator", "events": ..., "messages": ..., ...,
-     "dfl": {...the protocol's report...}}
+     "privacy": null, "dfl": {...the protocol's report...}}
+
+``privacy`` is null unless some node spent differential privacy; then it is
+``{"epsilon": e, "delta": d, "accountant": name}``: e is the largest over the honest nodes
+of the last ``epsilon_spent`` each emitted (null when a step added no noise, i.e. no
+guarantee), d and the accountant those of the config (``protocol.dp`` or the
+``dp_sgd`` solver).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from fedledger.assembly.build import NodeRole
 from fedledger.assembly.config import ExperimentConfig, to_yaml
 from fedledger.assembly.metrics import final_measured, final_rows, write_metrics
 from fedledger.experiment.plots import plot_accuracy
+from fedledger.privacy.dp.solver import DPSGDParams
 from fedledger.protocols.base import Horizon, Protocol
 from fedledger.protocols.results import MetricRow, ModelRow
 from fedledger.storage.layout import RunLayout
@@ -103,6 +110,7 @@ class RunSummary:
     cpu_seconds: dict[str, float]
     counters: HostCounters
     protocol_report: dict[str, Any] = field(default_factory=dict)
+    privacy: dict[str, Any] | None = None
 
     @property
     def host(self) -> str:
@@ -147,6 +155,7 @@ class RunSummary:
             cpu_seconds=dict(data["cpu_seconds"]),
             counters=counters,
             protocol_report=dict(data.get(data["protocol"], {})),
+            privacy=dict(data["privacy"]) if data.get("privacy") is not None else None,
         )
 
     def __getitem__(self, key: str) -> Any:
@@ -163,6 +172,35 @@ class RunSummary:
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.to_json().get(key, default)
+
+
+def privacy_spent(
+    config: ExperimentConfig, roles: Sequence[NodeRole], metrics: Sequence[MetricRow]
+) -> dict[str, Any] | None:
+    """The run's ``privacy`` section (see the module doc), None if no node spent any."""
+    honest = {r.plan.node_id for r in roles if r.honest}
+    last: dict[str, MetricRow] = {}
+    for row in metrics:
+        if row.name != "epsilon_spent" or row.node not in honest:
+            continue
+        seen = last.get(row.node)
+        if seen is None or (row.step, row.time) >= (seen.step, seen.time):
+            last[row.node] = row
+    if not last:
+        return None
+    epsilon = max(r.value for r in last.values())
+    dp = config.protocol.params.get("dp")
+    if isinstance(dp, Mapping):
+        source: Mapping[str, Any] = dp
+    elif config.train.solver.name == "dp_sgd":
+        source = config.train.solver.params
+    else:
+        source = {}
+    return {
+        "epsilon": round(epsilon, 6) if math.isfinite(epsilon) else None,
+        "delta": float(source.get("delta", DPSGDParams.model_fields["delta"].default)),
+        "accountant": str(source.get("accountant", DPSGDParams.model_fields["accountant"].default)),
+    }
 
 
 def summarize(
@@ -199,6 +237,7 @@ def summarize(
         cpu_seconds={a: round(v, 4) for a, v in sorted(cpu_seconds.items())},
         counters=counters,
         protocol_report=dict(protocol_report),
+        privacy=privacy_spent(config, roles, metrics),
     )
 
 

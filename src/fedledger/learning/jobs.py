@@ -7,7 +7,9 @@ computes them, without knowing about protocols or hosts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +21,12 @@ class TrainSettings:
     """Hyper-parameters of local training (the experiment's defaults).
 
     solver: a name in :data:`fedledger.learning.solvers.SOLVERS` (``sgd``,
-        ``sgd_momentum``); ``sgd`` uses ``momentum`` as given (0 by default).
+        ``sgd_momentum``, ``dp_sgd`` once :mod:`fedledger.privacy` is imported); ``sgd``
+        uses ``momentum`` as given (0 by default).
+    solver_params: the solver's own parameters (validated by its registered model).
+    horizon: how many training jobs a node runs at most over the experiment (the
+        protocol's horizon: rounds or ticks), for solvers that plan over the whole run
+        (DP-SGD spreads a target epsilon over ``horizon`` jobs).
     """
 
     epochs: int = 1
@@ -28,6 +35,26 @@ class TrainSettings:
     momentum: float = 0.0
     weight_decay: float = 0.0
     solver: str = "sgd"
+    solver_params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    horizon: int = 1
+
+
+@dataclass(frozen=True)
+class PrivacyCost:
+    """What one training job spent in differential privacy: ``steps`` runs of a noisy
+    ``mechanism`` ("gaussian" or "laplace") with ``noise_multiplier`` on a Poisson sample
+    of rate ``sample_rate``, to be priced by the accountant named ``accountant`` at
+    ``delta``. ``budget``: the epsilon the node may spend over the run (None: no cap); a
+    node stops before a job that would take it over. The privacy layer composes these
+    (:class:`fedledger.privacy.dp.ledger.PrivacyLedger`)."""
+
+    mechanism: str
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    delta: float
+    accountant: str = "rdp"
+    budget: float | None = None
 
 
 @dataclass(frozen=True)
@@ -70,12 +97,14 @@ Job = TrainJob | EvalJob
 @dataclass(frozen=True)
 class TrainResult:
     """A trained model. ``momentum_buffer``: the SGD momentum buffer at the end (flat),
-    when the solver has momentum, so a protocol can carry it to its next job."""
+    when the solver has momentum, so a protocol can carry it to its next job.
+    ``privacy``: what the job spent in differential privacy (a DP solver), else None."""
 
     weights: Vector
     num_samples: int
     loss: float
     momentum_buffer: Vector | None = None
+    privacy: PrivacyCost | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ seed give bit-identical weights in the same process configuration (thread count)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch.nn import functional as F
 from fedledger.errors import FedledgerError
 from fedledger.learning.jobs import EvalResult, TrainResult, TrainSettings
 from fedledger.learning.models import InputShape, build_model
-from fedledger.learning.solvers import solver, solver_momentum
+from fedledger.learning.solvers import Solver, solver, solver_momentum
 from fedledger.learning.weights import Layout, Vector, flatten, load_flat
 
 
@@ -52,6 +53,7 @@ class Learner:
             )
         self.layout: Layout = Layout.of(self.module)
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._solvers: dict[tuple[str, str], Solver] = {}
         self._slices = self._parameter_slices()
 
     @property
@@ -108,7 +110,8 @@ class Learner:
         start from ``momentum_buffer`` (flat, the weights' layout) or at zero, and the
         result carries them at the end, so a node can keep one solver across jobs.
         ``loss`` is the mean cross-entropy over the last epoch's samples, as measured
-        during training; ``num_samples`` is len(x).
+        during training; ``num_samples`` is len(x). A solver of kind ``routine`` (DP-SGD)
+        runs its own loop on this learner's module instead, after the same input checks.
         """
         if len(x) == 0:
             raise LearnerError("cannot train on 0 samples")
@@ -121,6 +124,15 @@ class Learner:
             raise LearnerError(
                 f"labels span {int(yt.min())}..{int(yt.max())}, allowed 0..{self.num_classes - 1}"
             )
+        spec = self._solver_for(settings)
+        if spec.routine is not None:
+            result = spec.routine(self.module, weights, x, y, settings, seed)
+            if result.weights.shape != (self.layout.size,):
+                raise LearnerError(
+                    f"solver {settings.solver!r} returned weights of shape "
+                    f"{tuple(result.weights.shape)}, expected ({self.layout.size},)"
+                )
+            return result
         self._load(weights)
         opt = self._optimizer_for(settings)
         momentum = solver_momentum(settings)
@@ -147,12 +159,26 @@ class Learner:
         opt.state.clear()
         return TrainResult(flatten(self.module), n, float(epoch_loss) / n, carried)
 
+    def _solver_for(self, settings: TrainSettings) -> Solver:
+        """The settings' solver, built (and its parameters validated) once per name and
+        parameters, then reused: a routine may cache what it plans (DP-SGD's noise)."""
+        params = json.dumps(dict(settings.solver_params), sort_keys=True, default=repr)
+        key = (settings.solver, params)
+        spec = self._solvers.get(key)
+        if spec is None:
+            spec = solver(settings.solver, settings.solver_params)
+            self._solvers[key] = spec
+        return spec
+
     def _optimizer_for(self, settings: TrainSettings) -> torch.optim.Optimizer:
         """The solver's optimizer over this module, built once per solver name and reused
         (its hyper-parameters are set per job)."""
         opt = self._optimizers.get(settings.solver)
         if opt is None:
-            opt = solver(settings.solver)(self.module.parameters(), settings)
+            factory = self._solver_for(settings).optimizer
+            if factory is None:
+                raise LearnerError(f"solver {settings.solver!r} is not an optimizer solver")
+            opt = factory(self.module.parameters(), settings)
             self._optimizers[settings.solver] = opt
         return opt
 

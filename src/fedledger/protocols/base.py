@@ -331,6 +331,7 @@ class MetricSpec:
 COMMON_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("train_loss", "mean training loss of a node's last local training"),
     MetricSpec("rejected", "messages or records refused at a node's boundary, by reason"),
+    MetricSpec("epsilon_spent", "DP epsilon a node has spent so far (cumulative, at its delta)"),
 )
 
 

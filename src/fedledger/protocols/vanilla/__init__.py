@@ -13,8 +13,10 @@ from fedledger.protocols.base import (
     ProtocolNode,
 )
 from fedledger.protocols.resources import NodeResources
+from fedledger.protocols.vanilla.encrypted import Dealer, encrypted_node
 from fedledger.protocols.vanilla.nodes import Client, Server
 from fedledger.protocols.vanilla.params import VanillaParams
+from fedledger.protocols.vanilla.secagg import SecAggVanillaClient, SecAggVanillaServer
 
 SERVER = "server"
 
@@ -27,7 +29,14 @@ class Vanilla(Protocol[VanillaParams]):
         MetricSpec("participants", "client updates aggregated in a round"),
         MetricSpec("rejected_updates", "client updates of the wrong shape"),
         MetricSpec("root_loss", "the server's training loss on its root set (FLTrust)"),
+        MetricSpec("secure_round_failed", "1 if a secure/encrypted round failed, else 0"),
     )
+    #: secure variants: a client that drops after sharing keys; a lying key holder
+    faults = ("drop_after_keys", "wrong_partial")
+
+    def __init__(self, params: VanillaParams) -> None:
+        super().__init__(params)
+        self.dealer = Dealer()  # homomorphic keys, dealt once per protocol object
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
         clients = tuple(f"c{i:03d}" for i in range(num_nodes))
@@ -41,6 +50,11 @@ class Vanilla(Protocol[VanillaParams]):
         return NodeResources()
 
     def create_node(self, setup: NodeSetup[VanillaParams]) -> ProtocolNode[VanillaParams]:
+        server = setup.plan.role == "server"
+        if self.params.secure_aggregation is not None:
+            return SecAggVanillaServer(setup) if server else SecAggVanillaClient(setup)
+        if self.params.encryption is not None:
+            return encrypted_node(setup, self.dealer)
         return Server(setup) if setup.plan.role == "server" else Client(setup)
 
 

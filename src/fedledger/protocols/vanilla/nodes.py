@@ -25,6 +25,7 @@ from fedledger.protocols.base import (
     TrainResult,
 )
 from fedledger.protocols.kit import JobId, KitNode, handles
+from fedledger.protocols.vanilla.dp import ClientPrivacy, ServerDP
 from fedledger.protocols.vanilla.messages import ClientUpdate, Finish, GlobalModel
 from fedledger.protocols.vanilla.params import VanillaParams
 from fedledger.seeding import derive_seed
@@ -54,6 +55,11 @@ class Server(KitNode[VanillaParams]):
         self.updates: dict[str, ClientUpdate] = {}
         self.trusted: np.ndarray | None = None  # this round's update on the root set
         self.closing = False  # round over, waiting for the trusted update
+        self.dp = (
+            None
+            if params.dp is None
+            else ServerDP(params.dp, setup.seed, setup.rounds, len(self.clients), self._per_round())
+        )
 
     def on_start(self, event: Start) -> list[Effect]:
         return self._next_round()
@@ -62,12 +68,24 @@ class Server(KitNode[VanillaParams]):
     def on_update(self, event: MessageReceived) -> list[Effect]:
         msg = event.message
         assert isinstance(msg, ClientUpdate)
-        if msg.round != self.round or event.sender not in self.sampled or self.closing:
-            return []  # late or unsolicited
-        if not isinstance(msg.weights, np.ndarray) or msg.weights.shape != self.weights.shape:
-            self.gate.fail("wrong_shape", f"update of {event.sender}")
+        sender = event.sender
+        if 1 <= msg.round < self.round:
+            raise self.gate.fail("late_update", f"{sender}'s update of round {msg.round}")
+        if msg.round != self.round:
+            raise self.gate.fail("wrong_round", f"{sender}'s update of round {msg.round}")
+        if sender not in self.sampled:
+            raise self.gate.fail("not_sampled", f"update from {sender!r}")
+        if self.closing:
+            return []  # the round's timeout has passed: too late
+        if sender in self.updates:
+            raise self.gate.fail("duplicate", f"second update of {sender}")
+        if msg.weights.shape != self.weights.shape:
+            self.gate.fail("wrong_shape", f"update of {sender}")
             return [EmitMetric("rejected_updates", 1.0, self.round)]
-        self.updates[event.sender] = msg
+        if not np.isfinite(msg.weights).all() or msg.num_samples < 1:
+            self.gate.fail("bad_weights", f"update of {sender}: non-finite or no samples")
+            return [EmitMetric("rejected_updates", 1.0, self.round)]
+        self.updates[sender] = msg
         if len(self.updates) == len(self.sampled):
             return [CancelTimer(TIMEOUT), *self._close_round()]
         return []
@@ -84,16 +102,24 @@ class Server(KitNode[VanillaParams]):
         metric = EmitMetric("root_loss", result.loss, self.round)
         return [metric, *self._close_round()] if self.closing else [metric]
 
+    def _per_round(self) -> int:
+        k = max(self.params.min_clients, round(self.params.fraction * len(self.clients)))
+        return min(k, len(self.clients))
+
     def _next_round(self) -> list[Effect]:
+        eligible = self.clients if self.dp is None else self.dp.eligible(self.clients)
+        if not eligible:  # DP budget spent: the run ends here
+            return [Broadcast(Finish(self.round), to=self.clients), Halt()]
         self.round += 1
         self.updates = {}
         self.trusted = None
         self.closing = False
-        k = max(self.params.min_clients, round(self.params.fraction * len(self.clients)))
-        k = min(k, len(self.clients))
+        k = min(self._per_round(), len(eligible))
         rng = np.random.default_rng(derive_seed(self.setup.seed, "vanilla-sample", self.round))
-        chosen = rng.choice(len(self.clients), size=k, replace=False)
-        self.sampled = tuple(sorted(self.clients[i] for i in chosen))
+        chosen = rng.choice(len(eligible), size=k, replace=False)
+        self.sampled = tuple(sorted(eligible[i] for i in chosen))
+        if self.dp is not None:
+            self.dp.sampled(self.sampled)
         message = GlobalModel(round=self.round, weights=self.weights)
         effects: list[Effect] = [
             Broadcast(message, to=self.sampled),
@@ -124,9 +150,19 @@ class Server(KitNode[VanillaParams]):
                 trusted_update=self.trusted,
                 seed=derive_seed(self.setup.seed, "agg", self.round),
             )
+            if self.dp is not None:
+                updates = self.dp.clip(self.weights, updates)
             self.weights = np.asarray(self.aggregate(updates, context), dtype=np.float32)
-        effects.append(ReportModel(self.round, self.weights))
-        effects.append(EmitMetric("participants", float(len(self.updates)), self.round))
+        if self.dp is not None:
+            self.weights = self.dp.noise(self.weights, len(self.sampled), self.round)
+            effects += self.dp.metrics(self.round)
+        return effects + self._end_round(len(self.updates))
+
+    def _end_round(self, participants: int) -> list[Effect]:
+        """Report the round's model and start the next round (or finish); the secure
+        variants (vanilla/secagg.py, vanilla/encrypted.py) call it with their sum's model."""
+        effects: list[Effect] = [ReportModel(self.round, self.weights)]
+        effects.append(EmitMetric("participants", float(participants), self.round))
         effects += self.gate.new_metrics(self.round)
         if self.round >= self.setup.rounds:
             return [*effects, Broadcast(Finish(self.round), to=self.clients), Halt()]
@@ -140,6 +176,8 @@ class Client(KitNode[VanillaParams]):
         super().__init__(setup)
         self.server = setup.plan.peers[0]
         self.round = 0
+        self.current = setup.initial_weights  # the global model of the round
+        self.privacy = ClientPrivacy(setup.params.dp, setup.seed, self.node_id, setup.rounds)
 
     @handles(GlobalModel)
     def on_model(self, event: MessageReceived) -> list[Effect]:
@@ -147,7 +185,14 @@ class Client(KitNode[VanillaParams]):
         assert isinstance(msg, GlobalModel)
         if event.sender != self.server:
             raise self.gate.fail("not_the_server", event.sender)
+        if not self.round < msg.round <= self.setup.rounds:
+            raise self.gate.fail("wrong_round", f"model of round {msg.round} at {self.round}")
+        if msg.weights.shape != self.current.shape or not np.isfinite(msg.weights).all():
+            raise self.gate.fail("bad_weights", f"model of round {msg.round}")
         self.round = msg.round
+        self.current = msg.weights
+        if self.privacy.exhausted():  # the next round would exceed its privacy budget
+            return [Halt()]
         job = TrainJob(
             weights=msg.weights,
             settings=self.setup.train,
@@ -158,16 +203,29 @@ class Client(KitNode[VanillaParams]):
 
     @handles(Finish)
     def on_finish(self, event: MessageReceived) -> list[Effect]:
+        msg = event.message
+        assert isinstance(msg, Finish)
         if event.sender != self.server:
             raise self.gate.fail("not_the_server", event.sender)
+        # the server's last round; 0 only when a DP budget is spent before round 1
+        first = 0 if self.setup.params.dp is not None else 1
+        if not max(self.round, first) <= msg.rounds <= self.setup.rounds:
+            raise self.gate.fail("wrong_round", f"finish after round {msg.rounds}")
         return [Halt()]
 
     def on_job(self, job_id: JobId | None, result: JobResult, event: JobFinished) -> list[Effect]:
         if not isinstance(result, TrainResult):
             return []
-        update = ClientUpdate(self.round, result.weights, result.num_samples, result.loss)
+        weights, privacy = self.privacy.release(self.current, result, self.round)
+        update = ClientUpdate(self.round, weights, result.num_samples, result.loss)
         return [
-            Send(self.server, update),
+            *self._send_update(update),
             EmitMetric("train_loss", result.loss, self.round),
+            *privacy,
             *self.gate.new_metrics(self.round),
         ]
+
+    def _send_update(self, update: ClientUpdate) -> list[Effect]:
+        """How the update leaves the client: in the clear here; masked or encrypted in
+        the secure variants (vanilla/secagg.py, vanilla/encrypted.py)."""
+        return [Send(self.server, update)]
