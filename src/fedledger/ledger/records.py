@@ -375,9 +375,21 @@ def _with_signature(inner: Any, signature: bytes) -> Any:
         return dataclasses.replace(inner, signature=signature)
     signed = object.__new__(type(inner))
     fields = signed.__dict__
-    fields.update(slots)
+    for name in _field_names(type(inner)):  # the fields only: nothing kept about ``inner``
+        fields[name] = slots[name]
     fields["signature"] = signature
     return signed
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        _FIELD_NAMES[cls] = names
+    return names
 
 
 def signature_ok(rec: Any, public_key: PublicKey) -> bool:

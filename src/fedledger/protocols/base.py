@@ -70,8 +70,30 @@ class Message:
     """
 
 
+_SIZE_ATTR = "_fedledger_wire_size"
+_FIELD_COSTS: dict[type, tuple[tuple[str, int], ...]] = {}
+
+
 def wire_size(value: Any) -> int:
-    """Approximate encoded size in bytes, used by the simulator's bandwidth model."""
+    """Approximate encoded size in bytes, used by the simulator's bandwidth model.
+
+    A frozen dataclass's size cannot change (its fields are fixed, an array's byte size
+    too), so it is computed once per object and kept on it, as the codec keeps a record's
+    bytes: a vote that travels inside every candidate block is sized once."""
+    if is_dataclass(value) and not isinstance(value, type):
+        slots = getattr(value, "__dict__", None)
+        if slots is not None:
+            known = slots.get(_SIZE_ATTR)
+            if known is not None:
+                return int(known)
+        costs = _FIELD_COSTS.get(type(value))
+        if costs is None:
+            costs = tuple((f.name, 1 + len(f.name)) for f in fields(value))
+            _FIELD_COSTS[type(value)] = costs
+        size = 2 + sum(cost + wire_size(getattr(value, name)) for name, cost in costs)
+        if slots is not None and type(value).__dataclass_params__.frozen:  # type: ignore[attr-defined]
+            slots[_SIZE_ATTR] = size
+        return size
     if value is None or isinstance(value, bool):
         return 1
     if isinstance(value, int | float):
@@ -82,8 +104,6 @@ def wire_size(value: Any) -> int:
         return 3 + len(value)
     if isinstance(value, np.ndarray):
         return 8 + value.nbytes
-    if is_dataclass(value) and not isinstance(value, type):
-        return 2 + sum(1 + len(f.name) + wire_size(getattr(value, f.name)) for f in fields(value))
     if isinstance(value, Mapping):
         return 2 + sum(wire_size(k) + wire_size(v) for k, v in value.items())
     if isinstance(value, list | tuple):
