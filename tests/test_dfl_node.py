@@ -32,7 +32,7 @@ from fedledger.protocols.dfl import blocks
 from fedledger.protocols.dfl import transactions as txs
 from fedledger.protocols.dfl.chain import BLOCK_TIMER, CONFIRM_TIMER
 from fedledger.protocols.dfl.messages import ConfirmReply, ConfirmRequest, Gossip
-from fedledger.protocols.dfl.node import DflNode
+from fedledger.protocols.dfl.node import DATA, DflNode
 from fedledger.protocols.dfl.params import DflParams
 from fedledger.protocols.dfl.records import Receipt
 from fedledger.protocols.resources import NodeServices
@@ -163,8 +163,8 @@ def _own_transactions(world, node, count):
     node.handle(Start(0.0))
     out = []
     for k in range(count):
-        node.arrival.arrive()
-        (run,) = node._maybe_train(float(k))
+        data = node.handle(TimerFired(float(k), DATA))  # a batch arrives: it trains
+        (run,) = [e for e in data if isinstance(e, RunJob)]
         weights = np.full(SIZE, 0.1 * (k + 1), np.float32)
         effects = node.handle(JobFinished(float(k), run.job_id, TrainResult(weights, 64, 0.1)))
         (gossip,) = [e.message for e in effects if isinstance(e, Broadcast)]

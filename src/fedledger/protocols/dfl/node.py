@@ -305,6 +305,19 @@ class DflNode(KitNode[DflParams]):
             return self._update(result.accuracy, now)
         return []
 
+    def on_job_failed(self, job_id: JobId | None, event: JobFinished) -> list[Effect]:
+        """Its own job came back with a bad result (counted by the kit): carry on."""
+        kind = job_id.kind if job_id is not None else ""
+        if kind == TRAIN:
+            self.training = False
+            return self._maybe_train(event.time)
+        if kind == EVAL and job_id is not None:
+            self.evaluating.pop(job_id, None)
+        elif kind == SELF_EVAL:
+            self.updating = ()  # the buffered models are dropped with the failed update
+            return self._maybe_update()
+        return []
+
     def _evaluated(
         self, gossip: Gossip, tx_id: bytes, weights: np.ndarray, accuracy: float, now: float
     ) -> list[Effect]:

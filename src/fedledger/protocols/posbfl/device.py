@@ -133,20 +133,34 @@ class Device(KitNode[PosBflParams]):
 
     @handles(WorkerTxMsg, VoteBatch, CandidateBlock)
     def on_round_message(self, event: MessageReceived) -> list[Effect]:
+        """Route a round's message to the role that takes it; buffer the next round's.
+
+        Counted and dropped (the kit has checked the field types already): a round that
+        is over here, not positive or past the run's last (``wrong_round``); a round
+        further ahead than the next while this device is in a round (``wrong_round``); a
+        message its role this round does not take (``wrong_role``); the next round's
+        message when the buffer is full (``buffer_full``). A message for a role this
+        device holds but joined too late to play (a restart) is dropped uncounted."""
         msg = event.message
         assert isinstance(msg, WorkerTxMsg | VoteBatch | CandidateBlock)
-        if not isinstance(msg.round, int):
-            self.gate.fail("bad_payload", f"round {msg.round!r} of {type(msg).__name__}")
-            return []
+        name = type(msg).__name__
+        if msg.round < 1 or msg.round > self.setup.rounds or msg.round < self.round:
+            raise self.gate.fail("wrong_round", f"{name} of round {msg.round} at {self.round}")
         if msg.round == self.round + 1 or (self.roles is None and msg.round > self.round):
-            if len(self.buffer) < 8 * len(self.ctx.devices):
-                self.buffer.append(event)
+            if len(self.buffer) >= 8 * len(self.ctx.devices):
+                raise self.gate.fail("buffer_full", f"{name} of round {msg.round}")
+            self.buffer.append(event)
             return []
         if msg.round != self.round or self.roles is None:
-            return []  # late: its round is over here
+            raise self.gate.fail("wrong_round", f"{name} of round {msg.round} at {self.round}")
+        me = self.ctx.node_id
         if isinstance(msg, WorkerTxMsg):
+            if me not in self.roles.validators:
+                raise self.gate.fail("wrong_role", f"{name} from {event.sender} at a non-validator")
             return self.validator.on_tx(msg, event.sender) if self.validator else []
         if isinstance(msg, VoteBatch):
+            if me not in self.roles.miners:
+                raise self.gate.fail("wrong_role", f"{name} from {event.sender} at a non-miner")
             if self.miner is not None:
                 self.miner.on_batch(msg, event.sender)
             return []

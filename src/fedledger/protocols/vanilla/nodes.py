@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fedledger.learning.aggregate import AGGREGATORS, AggregationContext, Update
@@ -31,6 +33,9 @@ from fedledger.protocols.vanilla.params import VanillaParams
 from fedledger.seeding import derive_seed
 
 TIMEOUT = "round-timeout"
+#: The most samples an update may claim: a count beyond 64 bits is no honest count, and
+#: a big enough one overflows the float64 weights of weighted aggregation.
+MAX_SAMPLES = 2**63 - 1
 
 
 class Server(KitNode[VanillaParams]):
@@ -82,8 +87,11 @@ class Server(KitNode[VanillaParams]):
         if msg.weights.shape != self.weights.shape:
             self.gate.fail("wrong_shape", f"update of {sender}")
             return [EmitMetric("rejected_updates", 1.0, self.round)]
-        if not np.isfinite(msg.weights).all() or msg.num_samples < 1:
-            self.gate.fail("bad_weights", f"update of {sender}: non-finite or no samples")
+        if not np.isfinite(msg.weights).all():
+            self.gate.fail("bad_weights", f"update of {sender}: non-finite weights")
+            return [EmitMetric("rejected_updates", 1.0, self.round)]
+        if not 1 <= msg.num_samples <= MAX_SAMPLES or not math.isfinite(msg.loss):
+            self.gate.fail("bad_update", f"update of {sender}: {msg.num_samples} samples")
             return [EmitMetric("rejected_updates", 1.0, self.round)]
         self.updates[sender] = msg
         if len(self.updates) == len(self.sampled):
