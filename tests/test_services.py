@@ -23,7 +23,7 @@ from fedledger.protocols.base import (
     ReportModel,
     Start,
 )
-from fedledger.protocols.resources import SHARED_CHAIN, NodeResources
+from fedledger.protocols.resources import MAIN, BlobSpec, CatchUp, ChainSpec, NodeResources
 from fedledger.registry import NoParams
 from fedledger.storage import cid_of
 
@@ -51,7 +51,8 @@ class NotaryProtocol(Protocol):
     name = "test-notary"
 
     def resources(self, plan: NodePlan, plans: Sequence[NodePlan]) -> NodeResources:
-        return SHARED_CHAIN
+        # each notary writes its own block: a chain of its own, not one shared chain
+        return NodeResources(chains={MAIN: ChainSpec(catch_up=CatchUp.OWN)}, blobs=BlobSpec())
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
         ids = [f"n{i}" for i in range(num_nodes)]

@@ -64,17 +64,35 @@ class _Stop(Exception):
 
 @dataclass
 class NodeAudit:
-    """Audit of one node's database; ``run()`` fills ``problems`` and the counts."""
+    """Audit of one node's database; ``run()`` fills ``problems`` and the counts.
+
+    members: node ids in the genesis's member order (empty: unknown); when this node is
+    among them, its address is read from the genesis and every model referenced by a
+    transaction it signed must be in its own blob store (it produced that model).
+    must_find: a model reference found in none of ``stores`` is a problem; when False
+    (one node audited alone, with ``members``), a model this node did not produce and
+    does not hold is counted in ``unheld`` instead: only its producer holds it.
+    """
 
     node: str
     db_path: Path
     stores: dict[str, BlobStore]
+    members: tuple[str, ...] = ()
+    must_find: bool = True
     problems: list[Problem] = field(default_factory=list)
     blocks: int = 0
     transactions: int = 0
     model_refs: int = 0
     elsewhere: int = 0
+    unheld: int = 0
     finalized: int = 0
+    head: int = -1
+    """Height of the top of the canonical chain (-1 until read)."""
+    canonical: dict[int, bytes] = field(default_factory=dict)
+    address: bytes | None = None
+    """This node's own address, from the genesis (None when ``members`` does not say)."""
+    names: dict[bytes, str] = field(default_factory=dict)
+    """Member address -> node id, from the genesis and ``members``."""
     genesis: bytes = b""
     final_chain: dict[int, bytes] = field(default_factory=dict)
     """Canonical hash at each checkpoint height up to the finalized one (cross-node check)."""
@@ -137,7 +155,18 @@ class NodeAudit:
             self.problem(0, "genesis", f"members cannot be read: {err}", row[0])
             return None
         self.genesis = row[0]
+        self._own_address(genesis.members)
         return Verifier(directory)
+
+    def _own_address(self, members: tuple[Any, ...]) -> None:
+        if not self.members:
+            return
+        if len(members) != len(self.members):
+            self.problem(0, "genesis", f"lists {len(members)} members, but the run has "
+                                       f"{len(self.members)} nodes")
+            return
+        self.names = {m.address: node for m, node in zip(members, self.members, strict=True)}
+        self.address = next((a for a, n in self.names.items() if n == self.node), None)
 
     def _blocks(self, db: sqlite3.Connection, verifier: Verifier) -> None:
         level: dict[bytes, BlockHeader] = {}
@@ -197,7 +226,7 @@ class NodeAudit:
         for i, tx in enumerate(block.transactions):
             self.transactions += 1
             for ref in model_refs(tx.payload):
-                self._model_ref(ref, height, h, i)
+                self._model_ref(ref, height, h, i, tx.sender)
         return block
 
     def _rejected(
@@ -228,7 +257,7 @@ class NodeAudit:
 
     # ------------------------------------------------------------ model blobs
 
-    def _model_ref(self, ref: ModelRef, height: int, h: bytes, i: int) -> None:
+    def _model_ref(self, ref: ModelRef, height: int, h: bytes, i: int, sender: bytes) -> None:
         self.model_refs += 1
         where = f"transactions[{i}].ModelRef"
         try:
@@ -244,13 +273,24 @@ class NodeAudit:
             return
         self._checked.add(ref.cid)
         own = self.stores.get(self.node)
+        if self.address is not None and sender == self.address and not (own and own.has(ref.cid)):
+            where_own = own.root if own else "(no blob store)"
+            self.problem(height, where, f"model blob {ref.cid}, which this node produced (it "
+                                        f"signed the transaction), is not in its own blob "
+                                        f"store {where_own}", h)
+            return
         order = ([own] if own else []) + [
             s for n, s in sorted(self.stores.items()) if n != self.node
         ]
         holder = next((s for s in order if s.has(ref.cid)), None)
+        if holder is None and not self.must_find:
+            self.unheld += 1  # another node produced it; this one need not keep it
+            return
         if holder is None:
             searched = ", ".join(str(s.root) for s in order) or "no blob store found"
-            self.problem(height, where, f"model blob {ref.cid} not found (searched: "
+            producer = self.names.get(sender)
+            by = f" (produced by node {producer})" if producer else ""
+            self.problem(height, where, f"model blob {ref.cid}{by} not found (searched: "
                                         f"{searched})", h)
             return
         try:
@@ -294,6 +334,8 @@ class NodeAudit:
         rule = sql.load_rule(db)
         marks = {(k, h, ht) for k, h, ht in db.execute("SELECT kind, hash, height FROM marks")}
         canonical = dict(db.execute("SELECT height, hash FROM canonical").fetchall())
+        self.canonical = canonical
+        self.head = max(canonical, default=-1)
         for kind, h, height in sorted(marks, key=lambda m: m[2]):
             if kind == "finalized" and canonical.get(height) != h:
                 self.problem(height, "finality", f"finalized checkpoint {short(h)} is not on "

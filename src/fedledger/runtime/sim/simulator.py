@@ -24,6 +24,7 @@ import numpy as np
 
 from fedledger.codec import decode, encode
 from fedledger.errors import FedledgerError
+from fedledger.learning.executor import InlineExecutor, JobExecutor
 from fedledger.protocols.base import (
     BASE_EFFECTS,
     BlobReceived,
@@ -102,12 +103,14 @@ class Simulator:
         meters: Mapping[NodeId, CpuMeter] | None = None,
         encode_messages: bool = False,
         declared_effects: tuple[type, ...] = (),
+        executor: JobExecutor | None = None,
     ) -> None:
         self.nodes = dict(nodes)
         self.blobs = dict(blobs or {})
         self.meters = {n: (meters or {}).get(n) or CpuMeter() for n in self.nodes}
         self.encode_messages = encode_messages
         self._peers = dict(peers)
+        self.executor: JobExecutor = executor or InlineExecutor()
         self.effects = EffectTable.for_host("simulator", self)
         self.effects.require((*BASE_EFFECTS, *declared_effects), "the protocol")
         self.jobs = jobs
@@ -120,7 +123,8 @@ class Simulator:
         self._seq = 0
         self._now = 0.0
         self._halted: set[NodeId] = set()
-        self._timer_gen: dict[tuple[NodeId, str], int] = {}
+        self._timer_gen: dict[tuple[NodeId, str], int] = {}  # live timer -> its generation
+        self._timer_seq = 0  # generations of all timers; never reset (see set_timer)
         self._speeds = compute.speeds(sorted(self.nodes), seed)
         self._pending_by_tag: dict[str, list[_PendingJob]] = {}
         self._early: dict[tuple[NodeId, str], JobResult] = {}
@@ -197,9 +201,14 @@ class Simulator:
         return self._peers.get(node_id, ())
 
     def set_timer(self, node_id: NodeId, key: str, delay: float) -> None:
-        gen = self._timer_gen.get((node_id, key), 0) + 1
-        self._timer_gen[(node_id, key)] = gen
-        self._push(self._now + delay, _TIMER, node_id, (key, gen))
+        """Arm (or re-arm) timer ``key``: only this setting fires, at now + ``delay``.
+
+        Each setting gets a generation from one counter that never restarts, so an event
+        queued for an earlier setting of the same key (replaced, cancelled, or cancelled
+        and set again) never matches the live one and is dropped when it comes up."""
+        self._timer_seq += 1
+        self._timer_gen[(node_id, key)] = self._timer_seq
+        self._push(self._now + delay, _TIMER, node_id, (key, self._timer_seq))
 
     def cancel_timer(self, node_id: NodeId, key: str) -> None:
         self._timer_gen.pop((node_id, key), None)
@@ -295,7 +304,8 @@ class Simulator:
     def _run_job(self, pending: _PendingJob, honest: HonestSource | None = None) -> JobResult:
         """Run the job on its node's data, charging its CPU time to the node's ``ml``."""
         started = wallclock.process_time()
-        result = self.jobs.run(pending.node_id, pending.job, honest=honest)
+        future = self.executor.submit(self.jobs.run, pending.node_id, pending.job, honest)
+        result = future.result()
         self.meters[pending.node_id].add("ml", wallclock.process_time() - started)
         return result
 
