@@ -10,6 +10,7 @@ seed give bit-identical weights in the same process configuration (thread count)
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,26 @@ from fedledger.learning.jobs import EvalResult, TrainResult, TrainSettings
 from fedledger.learning.models import InputShape, build_model
 from fedledger.learning.solvers import Solver, solver, solver_momentum
 from fedledger.learning.weights import Layout, Vector, flatten, load_flat
+
+#: Distinct (solver, parameters) pairs a Learner keeps built.
+SOLVERS_KEPT = 16
+
+
+def _params_key(params: Mapping[str, Any]) -> str:
+    """An exact key for solver parameters: arrays by shape, dtype and content digest
+    (their repr elides the middle of long arrays), the rest by JSON."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+            return ["ndarray", list(value.shape), str(value.dtype), digest]
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return json.dumps(plain(dict(params)), sort_keys=True, default=repr)
 
 
 class LearnerError(FedledgerError, ValueError):
@@ -162,12 +183,13 @@ class Learner:
     def _solver_for(self, settings: TrainSettings) -> Solver:
         """The settings' solver, built (and its parameters validated) once per name and
         parameters, then reused: a routine may cache what it plans (DP-SGD's noise)."""
-        params = json.dumps(dict(settings.solver_params), sort_keys=True, default=repr)
-        key = (settings.solver, params)
+        key = (settings.solver, _params_key(settings.solver_params))
         spec = self._solvers.get(key)
         if spec is None:
             spec = solver(settings.solver, settings.solver_params)
             self._solvers[key] = spec
+            while len(self._solvers) > SOLVERS_KEPT:  # parameters that change per job
+                self._solvers.pop(next(iter(self._solvers)))
         return spec
 
     def _optimizer_for(self, settings: TrainSettings) -> torch.optim.Optimizer:
