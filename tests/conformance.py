@@ -84,6 +84,28 @@ CONFORMANCE_CONFIGS: dict[str, dict[str, Any]] = {
         },
         "nodes": {"count": 4},
     },
+    "nagar": {
+        "rounds": 2,
+        "protocol": {
+            "name": "nagar",
+            "miners": 2,
+            "devices_per_round": 2,
+            "optimizer": "fsvrg",
+            "step_size": 0.5,
+            "consensus": "pow",
+            "pow_difficulty": 4,
+            "dp": "laplace",
+            "dp_clip": 5.0,
+            "epsilon_round": 50.0,
+            "epsilon_total": 200.0,
+        },
+        "nodes": {"count": 6},
+    },
+    "mudfl": {
+        "rounds": 2,
+        "protocol": {"name": "mudfl", "committee": 4, "epoch_size": 2, "round_slots": 20},
+        "nodes": {"count": 7},
+    },
     "pbft-ledger": {
         "rounds": 6,  # requests per client
         "protocol": {"name": "pbft-ledger", "clients": 2, "rate": 20.0, "checkpoint_interval": 4},
@@ -287,6 +309,18 @@ def _posbfl_durable(node: Any) -> dict[str, Any]:
     }
 
 
+def _nagar_durable(node: Any) -> dict[str, Any]:
+    state = node.state
+    return {
+        "step": state.step,
+        "plan_id": state.plan_id,
+        "stakes": dict(state.stakes),
+        "epsilon": dict(state.epsilon),
+        "weights": np.asarray(node.model.weights).tobytes(),
+        "full_grad": np.asarray(node.model.full_grad).tobytes(),
+    }
+
+
 def _dfl_durable(node: Any) -> dict[str, Any]:
     return {
         "updates": node.updates,
@@ -306,10 +340,26 @@ def _pbft_ledger_durable(node: Any) -> dict[str, Any]:
     }
 
 
+def _mudfl_durable(node: Any) -> dict[str, Any]:
+    chain = node.chain
+    out: dict[str, Any] = {
+        "head": chain.store.head().height,
+        "finalized": chain.vcf.finalized.height,
+        "committed": chain.vcf.highest_committed.height,
+        "votes": len(chain.votes),
+    }
+    if node.server is not None:
+        out["round"] = node.server.round
+        out["weights"] = np.asarray(node.server.weights).tobytes()
+    return out
+
+
 #: Every protocol whose nodes keep a chain restarts; a new one adds itself here.
 RESTARTS: dict[str, Restart] = {
     "posbfl": Restart(cut=2 * 300.0 + 100.0, durable=_posbfl_durable),
     "dfl": Restart(cut=25.0, durable=_dfl_durable),
+    "nagar": Restart(cut=4 * 60.0 + 40.0, durable=_nagar_durable),
+    "mudfl": Restart(cut=10.0, durable=_mudfl_durable),
     "pbft-ledger": Restart(cut=0.15, durable=_pbft_ledger_durable),
 }
 

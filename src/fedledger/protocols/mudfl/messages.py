@@ -1,0 +1,167 @@
+"""μDFL records (on chain) and messages (between nodes).
+
+On chain:
+
+- a block's ``header.extra`` is a :class:`PocClaim`: the slot, dynasty, the proposer's
+  claimed credit (checked against the dynasty's credit table) and the fallback flag of
+  rule iii;
+- transactions (ledger ``Transaction``, signed by their sender) of kind
+  :data:`GLOBAL_TX` (the FL server's global model and its authenticator),
+  :data:`MODEL_TX` (a worker's encrypted model reference, the paper's ``swarm_hash``)
+  and :data:`FAULT_TX` (the aggregator's evidence that a worker's model failed its
+  check);
+- :class:`LinkVote` (a validator's signed checkpoint vote, Section VI) and
+  :class:`ArbitratorDecision` (the administrator's signed Rule-3 decision).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from fedledger.codec import record
+from fedledger.ledger.records import Block, ModelRef, Transaction
+from fedledger.protocols.base import Message
+
+GLOBAL_TX = "mudfl.global"
+MODEL_TX = "mudfl.model"
+FAULT_TX = "mudfl.fault"
+
+
+@record("mudfl.PocClaim")
+@dataclass(frozen=True)
+class PocClaim:
+    """``header.extra`` of a μDFL block."""
+
+    slot: int
+    dynasty: int
+    credit: int
+    fallback: bool = False
+
+
+@record("mudfl.GlobalModel")
+@dataclass(frozen=True)
+class GlobalModel:
+    """The FL server's global model of ``round`` and H(training program, model)."""
+
+    round: int
+    model: ModelRef
+    authenticator: bytes
+
+
+@record("mudfl.ModelUpdate")
+@dataclass(frozen=True)
+class ModelUpdate:
+    """A worker's trained model of ``round``: the ciphertext's reference, the plaintext's
+    SHA-256 and the model key sealed to the aggregator."""
+
+    round: int
+    model: ModelRef
+    plain_sha256: bytes
+    sealed_key: bytes
+
+
+@record("mudfl.Fault")
+@dataclass(frozen=True)
+class Fault:
+    """Evidence that ``offender`` misbehaved: ``reason`` about the record ``evidence``."""
+
+    round: int
+    offender: bytes
+    reason: str
+    evidence: bytes
+
+
+@record("mudfl.LinkVote")
+@dataclass(frozen=True)
+class LinkVote:
+    """A checkpoint vote ``source -> target`` (Section VI-A), signed by ``voter``."""
+
+    SIGNER: ClassVar[str] = "voter"
+
+    voter: bytes
+    source: bytes
+    source_height: int
+    target: bytes
+    target_height: int
+    dynasty: int
+    slot: int
+    signature: bytes = b""
+
+
+@record("mudfl.ArbitratorDecision")
+@dataclass(frozen=True)
+class ArbitratorDecision:
+    """Rule 3: the administrator commits ``target`` (linked from ``source``)."""
+
+    SIGNER: ClassVar[str] = "admin"
+
+    admin: bytes
+    source: bytes
+    source_height: int
+    target: bytes
+    target_height: int
+    slot: int
+    signature: bytes = b""
+
+
+# ---------------------------------------------------------------- messages
+
+
+@record("mudfl.TxMsg")
+@dataclass(frozen=True)
+class TxMsg(Message):
+    """A signed transaction for the committee's pools."""
+
+    tx: Transaction
+
+
+@record("mudfl.BlockMsg")
+@dataclass(frozen=True)
+class BlockMsg(Message):
+    """A proposer's block of ``slot``, to every node."""
+
+    slot: int
+    block: Block
+
+
+@record("mudfl.VoteMsg")
+@dataclass(frozen=True)
+class VoteMsg(Message):
+    vote: LinkVote
+
+
+@record("mudfl.DecisionMsg")
+@dataclass(frozen=True)
+class DecisionMsg(Message):
+    decision: ArbitratorDecision
+
+
+@record("mudfl.TaskMsg")
+@dataclass(frozen=True)
+class TaskMsg(Message):
+    """Server -> aggregator -> clients: round ``round``'s global model, its
+    authenticator and (from the aggregator) its public key for sealing model keys."""
+
+    round: int
+    model: ModelRef
+    authenticator: bytes
+    box_key: bytes = b""
+
+
+@record("mudfl.AggregateMsg")
+@dataclass(frozen=True)
+class AggregateMsg(Message):
+    """Aggregator -> server: the aggregated model of ``round`` from ``count`` updates."""
+
+    round: int
+    model: ModelRef
+    count: int
+
+
+@record("mudfl.FinishMsg")
+@dataclass(frozen=True)
+class FinishMsg(Message):
+    """Server -> every node: the last round is done."""
+
+    round: int

@@ -1,0 +1,169 @@
+"""A μDFL node: every role keeps the microchain; committee members propose and vote;
+the administrator arbitrates (Rule 3); the server, aggregator and clients run FL."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedledger.learning.jobs import JobResult
+from fedledger.protocols.base import (
+    BlobReceived,
+    Effect,
+    Halt,
+    JobFinished,
+    MessageReceived,
+    NodeSetup,
+    SetTimer,
+    Start,
+    TimerFired,
+    TrainResult,
+)
+from fedledger.protocols.kit.ids import JobId, TimerKey
+from fedledger.protocols.kit.node import KitNode, handles
+from fedledger.protocols.mudfl.chain import Microchain
+from fedledger.protocols.mudfl.context import AGGREGATOR, CLIENT, SERVER, Context
+from fedledger.protocols.mudfl.fl import Aggregator, Server, Worker
+from fedledger.protocols.mudfl.messages import (
+    AggregateMsg,
+    BlockMsg,
+    DecisionMsg,
+    FinishMsg,
+    TaskMsg,
+    TxMsg,
+    VoteMsg,
+)
+from fedledger.protocols.mudfl.params import MuDflParams
+
+SLOT = "slot"
+FALLBACK = "fallback"
+VOTE = "vote"
+
+
+class MuDflNode(KitNode[MuDflParams]):
+    unexpected_message = "bad_payload"
+
+    def __init__(self, setup: NodeSetup[MuDflParams]) -> None:
+        ctx = Context.of(setup)
+        super().__init__(setup, ctx.gate)
+        self.ctx = ctx
+        self.chain = Microchain(ctx, lambda: self.now)
+        initial = np.asarray(setup.initial_weights, dtype=np.float32)
+        shape = tuple(initial.shape)
+        role = next(p.role for p in setup.all_nodes if p.node_id == setup.node_id)
+        self.role = role
+        self.server = Server(ctx, self.chain, initial) if role == SERVER else None
+        self.aggregator = Aggregator(ctx, self.chain, shape) if role == AGGREGATOR else None
+        self.worker = Worker(ctx, self.chain, shape) if role == CLIENT else None
+
+    # ------------------------------------------------------------ clock
+
+    def on_start(self, event: Start) -> list[Effect]:
+        chain = self.chain
+        chain.restore()
+        slot = chain.slot_at(self.now)
+        if slot >= self.ctx.params.max_slots:
+            return [Halt("the microchain's last slot is over")]
+        chain.slot = slot
+        effects: list[Effect] = []
+        start = slot * chain.slot_length
+        if self.now <= start:
+            effects.append(SetTimer(str(TimerKey(SLOT, slot)), 0.0))
+        else:
+            effects.append(
+                SetTimer(str(TimerKey(SLOT, slot + 1)), start + chain.slot_length - self.now)
+            )
+        if self.server is not None:
+            effects += self.server.resume()
+        return effects
+
+    def on_timer(self, key: str, event: TimerFired) -> list[Effect]:
+        timer = TimerKey.parse(key)
+        if timer is None or timer.index is None:
+            return []
+        chain, p = self.chain, self.ctx.params
+        if timer.name == SLOT:
+            if timer.index >= p.max_slots:
+                return [Halt("the microchain's last slot is over")]
+            effects = chain.begin_slot(timer.index)
+            effects += [
+                SetTimer(str(TimerKey(FALLBACK, timer.index)), p.slot),
+                SetTimer(str(TimerKey(VOTE, timer.index)), 2 * p.slot),
+                SetTimer(str(TimerKey(SLOT, timer.index + 1)), 3 * p.slot),
+            ]
+            if self.role == "admin":
+                effects += chain.arbitrate()
+            if self.aggregator is not None:
+                effects += self.aggregator.check()
+            return effects
+        if timer.name == FALLBACK and timer.index == chain.slot:
+            return chain.fallback()
+        if timer.name == VOTE and timer.index == chain.slot:
+            return chain.vote()
+        return []
+
+    # ------------------------------------------------------------ messages
+
+    @handles(TxMsg)
+    def on_tx(self, event: MessageReceived) -> list[Effect]:
+        assert isinstance(event.message, TxMsg)
+        if not self.ctx.in_committee:
+            raise self.gate.fail("not_in_committee", f"transaction from {event.sender}")
+        self.chain.add_tx(event.message.tx)
+        return []
+
+    @handles(BlockMsg)
+    def on_block(self, event: MessageReceived) -> list[Effect]:
+        assert isinstance(event.message, BlockMsg)
+        self.chain.on_block(event.message, event.sender)
+        return []
+
+    @handles(VoteMsg)
+    def on_vote(self, event: MessageReceived) -> list[Effect]:
+        assert isinstance(event.message, VoteMsg)
+        effects = self.chain.on_vote(event.message.vote, event.sender)
+        if self.aggregator is not None and effects:
+            effects += self.aggregator.check()
+        return effects
+
+    @handles(DecisionMsg)
+    def on_decision(self, event: MessageReceived) -> list[Effect]:
+        assert isinstance(event.message, DecisionMsg)
+        return self.chain.on_decision(event.message.decision, event.sender)
+
+    @handles(TaskMsg)
+    def on_task(self, event: MessageReceived) -> list[Effect]:
+        assert isinstance(event.message, TaskMsg)
+        if self.aggregator is not None:
+            return self.aggregator.on_task(event.message, event.sender)
+        if self.worker is not None:
+            return self.worker.on_task(event.message, event.sender)
+        raise self.gate.fail("wrong_role", f"task at {self.role}")
+
+    @handles(AggregateMsg)
+    def on_aggregate(self, event: MessageReceived) -> list[Effect]:
+        assert isinstance(event.message, AggregateMsg)
+        if self.server is None:
+            raise self.gate.fail("wrong_role", f"aggregate at {self.role}")
+        return self.server.on_aggregate(event.message, event.sender)
+
+    @handles(FinishMsg)
+    def on_finish(self, event: MessageReceived) -> list[Effect]:
+        if event.sender != self.ctx.server:
+            raise self.gate.fail("wrong_sender", f"finish from {event.sender}")
+        assert isinstance(event.message, FinishMsg)
+        if event.message.round != self.setup.rounds:
+            raise self.gate.fail("wrong_round", f"finish of round {event.message.round}")
+        return [*self.gate.new_metrics(max(self.chain.slot, 0)), Halt("the server finished")]
+
+    # ------------------------------------------------------------ jobs and blobs
+
+    def on_job(self, job_id: JobId | None, result: JobResult, event: JobFinished) -> list[Effect]:
+        if self.worker is not None and job_id is not None and isinstance(result, TrainResult):
+            return self.worker.on_trained(job_id.index, result, self.now)
+        return []
+
+    def on_blob(self, event: BlobReceived) -> list[Effect]:
+        for role in (self.server, self.aggregator, self.worker):
+            if role is not None:
+                return role.on_blob(event.cid, event.data)
+        return []
