@@ -41,11 +41,14 @@ def open_node_services(
     keys: dict[str, KeyPair],
     genesis: Block,
     resources: NodeResources = SHARED_CHAIN,
+    durable: bool = True,
 ) -> NodeServices:
     """Open (or create) what ``resources`` declares for a node under ``node_dir``: each
     chain (the main one in ``ledger.sqlite``, others in ``chain-<name>.sqlite``) starting
     from ``genesis`` (a reopened chain must hold the same genesis) and its blob store.
-    A node that declares nothing gets its keys and the members' directory only."""
+    A node that declares nothing gets its keys and the members' directory only.
+    ``durable=False`` (the simulator's stores) commits atomically without fsync: a crashed
+    simulation is run again, while a real node keeps every commit through a power cut."""
     members = tuple(keys[n].address for n in sorted(keys))
     chains: dict[str, ChainStore] = {}
     if resources.chains or resources.blobs is not None:
@@ -54,7 +57,9 @@ def open_node_services(
         for name, spec in sorted(resources.chains.items()):
             finality = spec.finality(members) if spec.finality is not None else None
             path = node_dir / chain_file(name)
-            store = ChainStore(path, fork_choice=spec.fork_choice, finality=finality)
+            store = ChainStore(
+                path, fork_choice=spec.fork_choice, finality=finality, durable=durable
+            )
             chains[name] = store
             if store.block_count() == 0:
                 store.append(genesis)
@@ -68,7 +73,7 @@ def open_node_services(
     blobs = None
     if resources.blobs is not None:
         key = keys[node_id].derive_secret(BLOB_KEY_LABEL) if resources.blobs.encrypted else None
-        blobs = BlobStore(node_dir / "blobs", key=key)
+        blobs = BlobStore(node_dir / "blobs", key=key, durable=durable)
     return NodeServices(
         keys=keys[node_id],
         directory=genesis.header.extra.directory(),

@@ -4,6 +4,10 @@ Durability: write-ahead log, ``synchronous=FULL`` (the log is fsynced at every c
 so a block reported appended survives a process crash *and* a power cut; NORMAL would
 only survive the former), one transaction per appended block or counted vote. A node
 that restarts reopens the file and has its head, its forks and its finalized checkpoint.
+A store opened with ``durable=False`` uses ``synchronous=NORMAL``: a commit is still
+atomic and survives a crash of the process (the simulator's crash and restart tests
+stay meaningful), but a power cut may lose the last commits. The simulator may open its
+stores so (its runs die with the machine anyway); a real node's store is durable.
 
 What is stored: every block ever appended (forks are kept, never overwritten) as the
 canonical codec bytes of the Block, with its hash, parent, height, proposer and
@@ -11,8 +15,9 @@ timestamp as columns; an index of transaction ids; the canonical chain (height -
 genesis to head); the live leaves; the head; and, with a finality rule, the rule, the
 accepted finality votes, slashing evidence and committed/finalized marks. Blocks are read
 from disk on demand; the finality tracker (votes, marks) is kept in memory, and so are the
-last BLOCK_CACHE blocks read (decoded, by hash: a block never changes under its hash, and
-decoding one of many records costs milliseconds; a rolled-back write empties the cache).
+last BLOCK_CACHE blocks read or appended (decoded, by hash: a block never changes under its
+hash, and decoding one of many records costs milliseconds; a rolled-back write empties the
+cache).
 Blocks are records, immutable by convention: callers must not change what they are given.
 
 Node state (``put_state``/``get_state``): opaque bytes a protocol must not lose on a
@@ -99,13 +104,15 @@ class ChainStore:
         path: Path,
         fork_choice: ForkChoice = longest_chain,
         finality: FinalityRule | None = None,
+        durable: bool = True,
     ) -> None:
         self.db_path = Path(path)
+        self.durable = durable
         self.fork_choice = fork_choice
         self._tracker: FinalityTracker | None = None
         self._blocks: dict[bytes, Block] = {}
         try:
-            self._db = sql.connect(self.db_path)
+            self._db = sql.connect(self.db_path, synchronous="FULL" if durable else "NORMAL")
         except sqlite3.Error as err:
             raise ChainStoreError(f"cannot open chain store {self.db_path}: {err}") from None
         try:
@@ -180,6 +187,7 @@ class ChainStore:
                     sql.save_marks(self._db, [Checkpoint(0, h)], [Checkpoint(0, h)])
             else:
                 self._choose_head()
+        self._remember(h, block)
         if header.height == 0 and self.rule is not None:
             self._tracker = FinalityTracker(self.rule, Checkpoint(0, h))
         return True
@@ -297,7 +305,7 @@ class ChainStore:
     # ------------------------------------------------------------ queries
 
     def get(self, block_hash: bytes) -> Block | None:
-        block = self._blocks.pop(block_hash, None)
+        block = self._blocks.get(block_hash)
         if block is None:
             row = self._db.execute(
                 "SELECT body FROM blocks WHERE hash = ?", (block_hash,)
@@ -305,10 +313,15 @@ class ChainStore:
             if row is None:
                 return None
             block = decode_as(row[0], Block, strict=False)
-            if len(self._blocks) >= BLOCK_CACHE:
-                del self._blocks[next(iter(self._blocks))]
-        self._blocks[block_hash] = block
+        self._remember(block_hash, block)
         return block
+
+    def _remember(self, block_hash: bytes, block: Block) -> None:
+        """Keep ``block`` as the most recently used of the cached blocks."""
+        self._blocks.pop(block_hash, None)
+        if len(self._blocks) >= BLOCK_CACHE:
+            del self._blocks[next(iter(self._blocks))]
+        self._blocks[block_hash] = block
 
     def _need(self, block_hash: bytes) -> Block:
         block = self.get(block_hash)

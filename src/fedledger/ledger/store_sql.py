@@ -74,8 +74,15 @@ class SchemaError(FedledgerError):
     """A database is not a chain store this version can read, or its settings differ."""
 
 
-def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
-    """Open the database in autocommit mode (transactions are explicit), WAL, FULL sync."""
+SYNC_MODES = ("FULL", "NORMAL")
+
+
+def connect(path: Path, read_only: bool = False, synchronous: str = "FULL") -> sqlite3.Connection:
+    """Open the database in autocommit mode (transactions are explicit), WAL, and
+    ``synchronous`` FULL (the default: every commit fsynced) or NORMAL (see
+    ``ChainStore``'s ``durable``)."""
+    if synchronous not in SYNC_MODES:
+        raise ValueError(f"synchronous is {synchronous!r}; allowed: {', '.join(SYNC_MODES)}")
     if read_only:
         db = sqlite3.connect(
             f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
@@ -84,7 +91,7 @@ def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA foreign_keys=OFF")
     return db
 

@@ -25,6 +25,9 @@ A verifier remembers the signatures it has found valid (signer key, record id, s
 at most ``cache_size`` of them, oldest forgotten first), so a record that reaches a node
 again, e.g. the same vote inside each of several candidate blocks, is not verified twice.
 Only valid signatures are remembered: a record that failed is checked in full again.
+The verifier counts its work: ``signatures_checked`` (signature checks it computed) and
+``cache_hits`` (valid signatures it recognised instead), which tests read to see how a
+node's verification work grows with the size of a network (``tests/test_scale_counts.py``).
 
 Protocol rules (who may propose, credit, quorums, timestamps) are the protocols' own.
 """
@@ -149,6 +152,8 @@ class Verifier:
         self.cache_size = cache_size
         # (public key bytes, record id, signature) of valid signatures, oldest first
         self._valid: dict[tuple[bytes, bytes, bytes], None] = {}
+        self.signatures_checked = 0  # signature checks computed (valid or not)
+        self.cache_hits = 0  # valid signatures recognised from the cache instead
 
     def _reject(self, reason: RejectReason, record: str, detail: str) -> NoReturn:
         self.counter.add(reason)
@@ -214,7 +219,9 @@ class Verifier:
             raise _Fail(RejectReason.MALFORMED, f"signature is {type(sig).__name__}, not bytes")
         seen = (key.data, rid, sig)
         if seen in self._valid:
+            self.cache_hits += 1
             return rid
+        self.signatures_checked += 1
         if not key.verify(SIGNING_CONTEXT + rid, sig):
             raise _Fail(
                 RejectReason.BAD_SIGNATURE,

@@ -1,7 +1,11 @@
 """A content-addressed blob store: one directory, one file per blob, named by its CID.
 
 Writes are atomic (temporary file in the same directory, fsync, rename, fsync of the
-directory), so a crash leaves either the whole blob or nothing under its name. Reads
+directory), so a crash leaves either the whole blob or nothing under its name. A store
+opened with ``durable=False`` (the simulator's choice: its runs do not survive a power
+cut anyway) skips the fsyncs; writes stay atomic (temporary file, rename), so a crashed
+*process* still leaves the whole blob or nothing, but a power cut may lose the last
+writes. A real node's store is durable (the default). Reads
 check the bytes against their id. With a key, blobs are encrypted at rest with AES-GCM:
 the file holds ``MAGIC || nonce (12 bytes) || ciphertext+tag``, a fresh random nonce per
 write, and the CID as associated data so that a ciphertext cannot be moved to another
@@ -68,7 +72,7 @@ def _fsync_dir(path: Path) -> None:
 class BlobStore:
     """Blobs under ``root``, optionally AES-GCM encrypted at rest with ``key``."""
 
-    def __init__(self, root: Path, key: bytes | None = None) -> None:
+    def __init__(self, root: Path, key: bytes | None = None, durable: bool = True) -> None:
         if key is not None and len(key) not in KEY_SIZES:
             raise ValueError(
                 f"AES-GCM key has {len(key)} bytes; allowed: {', '.join(map(str, KEY_SIZES))}"
@@ -76,6 +80,7 @@ class BlobStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._aead = AESGCM(key) if key is not None else None
+        self.durable = durable
 
     @property
     def encrypted(self) -> bool:
@@ -97,19 +102,22 @@ class BlobStore:
             return cid
         if not target.parent.is_dir():
             target.parent.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(self.root)  # the new shard directory's entry is durable too
+            if self.durable:
+                _fsync_dir(self.root)  # the new shard directory's entry is durable too
         body = self._seal(cid, data)
         tmp = target.parent / f"{_TMP_PREFIX}{secrets.token_hex(8)}"
         try:
             with open(tmp, "wb") as fh:
                 fh.write(body)
-                fh.flush()
-                os.fsync(fh.fileno())
+                if self.durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(target.parent)
+        if self.durable:
+            _fsync_dir(target.parent)
         return cid
 
     def _seal(self, cid: str, data: bytes) -> bytes:
@@ -188,4 +196,6 @@ class BlobStore:
         return isinstance(cid, str) and self.has(cid)
 
     def __repr__(self) -> str:
-        return f"BlobStore({str(self.root)!r}, encrypted={self.encrypted})"
+        return (
+            f"BlobStore({str(self.root)!r}, encrypted={self.encrypted}, durable={self.durable})"
+        )

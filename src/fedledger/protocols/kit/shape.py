@@ -51,7 +51,18 @@ def mismatch(message: Any) -> str | None:
     str 'x'"``."""
     if not dataclasses.is_dataclass(message) or isinstance(message, type):
         return f"expected a message record, got {_describe(message)}"
-    return record_check(type(message))(message, 0)
+    slots = getattr(message, "__dict__", None)
+    if slots is not None and slots.get(_OK_ATTR):
+        return None  # a frozen message already checked (delivered to many nodes)
+    problem = record_check(type(message))(message, 0)
+    if problem is None and slots is not None and type(message).__dataclass_params__.frozen:
+        slots[_OK_ATTR] = True
+    return problem
+
+
+#: Kept on a frozen message that matched: its fields cannot change, so neither can the
+#: verdict (the simulator hands one message object to every receiver).
+_OK_ATTR = "_fedledger_shape_ok"
 
 
 @functools.cache
