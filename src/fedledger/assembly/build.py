@@ -18,6 +18,7 @@ from fedledger.assembly.config import ExperimentConfig, to_yaml
 from fedledger.assembly.jobs import JobRunner, NodeLearning
 from fedledger.assembly.plugins import registries
 from fedledger.assembly.services import make_genesis, node_keys, open_node_services
+from fedledger.contracts.effects import ContractSpec
 from fedledger.errors import ConfigError
 from fedledger.learning.attacks.base import Attack
 from fedledger.learning.data import Dataset, FederatedData, NodeData, prepare_federated_data
@@ -174,9 +175,11 @@ def open_services(
     wanted: list[NodePlan],
     config: ExperimentConfig,
     run_dir: Path,
+    durable: bool = True,
 ) -> dict[str, NodeServices]:
     """Keys of all nodes, the shared genesis block, and the ``wanted`` nodes' declared
-    chains and blob stores under ``run_dir/nodes/<id>/``."""
+    chains and blob stores under ``run_dir/nodes/<id>/`` (``durable``: fsync every
+    commit, as a real node must; the simulator's whole run is its unit of durability)."""
     keys = node_keys(plans, config.seed)
     genesis = make_genesis(keys, to_yaml(config))
     return {
@@ -186,6 +189,7 @@ def open_services(
             keys,
             genesis,
             protocol.resources(p, plans),
+            durable=durable,
         )
         for p in wanted
     }
@@ -230,7 +234,8 @@ def build_experiment(
         **train, solver=solver_spec.name, solver_params=solver_spec.params, horizon=horizon.length
     )
     wanted = [p for p in plans if only is None or p.node_id == only]
-    services = open_services(protocol, plans, wanted, config, run_dir)
+    # a real node (only=...) fsyncs every commit; the simulator (every node) need not
+    services = open_services(protocol, plans, wanted, config, run_dir, durable=only is not None)
     nodes = {}
     meters: dict[str, CpuMeter] = {}
     for r in roles:
@@ -251,3 +256,22 @@ def build_experiment(
         )
         nodes[r.plan.node_id] = protocol.create_node(setup)
     return Experiment(config, protocol, plans, roles, data, learner, jobs, nodes, services, meters)
+
+
+def declared_contract(
+    protocol: Protocol, plans: list[NodePlan]
+) -> tuple[ContractSpec | None, list[str]]:
+    """The contract spec the nodes declare (``NodeResources.contract``) and the nodes that
+    declared it, or (None, []); they must all declare the same spec (one chain per
+    experiment). The host that runs the chain is the runtime's (``runtime.sim.chainhost``)."""
+    declared = {p.node_id: protocol.resources(p, plans).contract for p in plans}
+    specs = {spec for spec in declared.values() if spec is not None}
+    if not specs:
+        return None, []
+    if len(specs) > 1:
+        raise ConfigError(
+            "protocol",
+            f"{protocol.name}'s nodes declare {len(specs)} different contracts; "
+            "one shared chain per experiment is allowed",
+        )
+    return specs.pop(), [n for n, spec in declared.items() if spec is not None]

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from fedledger.assembly.build import build_experiment
+from fedledger.assembly.build import Experiment, build_experiment, declared_contract
 from fedledger.assembly.config import ExperimentConfig
 from fedledger.assembly.metrics import MetricRow, ModelRow, recorder_for
 from fedledger.experiment.rundir import RunDir, RunSummary, SimCounters, finish_run
@@ -72,6 +73,7 @@ def run_experiment(
         meters=exp.meters,
         encode_messages=config.network.encode,
         declared_effects=exp.protocol.effects,
+        chain=simulated_chain(exp),
     )
     try:
         stats = sim.run()
@@ -107,3 +109,13 @@ def run_experiment(
         time.perf_counter() - started,
     )
     return RunResult(run_dir.path, summary, tuple(recorder.rows))
+
+
+def simulated_chain(exp: Experiment) -> Any:
+    """One simulated chain for the contract the protocol's nodes declare, or None."""
+    spec, subscribers = declared_contract(exp.protocol, exp.plans)
+    if spec is None:
+        return None
+    from fedledger.runtime.sim.chainhost import ChainHost  # titanoboa: only when declared
+
+    return ChainHost(spec, subscribers)

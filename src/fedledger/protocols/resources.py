@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
+from fedledger.contracts.effects import ContractSpec
 from fedledger.crypto import KeyDirectory, KeyPair
 from fedledger.ledger.finality import FinalityRule
 from fedledger.ledger.forkchoice import ForkChoice, longest_chain
@@ -73,13 +74,17 @@ class NodeResources:
     blobs: its blob store, or None;
     key_schemes: the signature schemes it signs with (the first one is its identity);
     root_samples: size of a trusted root dataset drawn from the data holders' clean
-        data (FLTrust's server), 0 for none.
+        data (FLTrust's server), 0 for none;
+    contract: a chain with a contract the node talks to through the chain effects
+        (``fedledger.contracts.effects``), shared by every node that declares the same
+        spec, or None.
     """
 
     chains: Mapping[str, ChainSpec] = field(default_factory=lambda: MappingProxyType({}))
     blobs: BlobSpec | None = None
     key_schemes: tuple[str, ...] = ("ed25519",)
     root_samples: int = 0
+    contract: ContractSpec | None = None
 
     def __post_init__(self) -> None:
         bad = [s for s in self.key_schemes if s not in KEY_SCHEMES]

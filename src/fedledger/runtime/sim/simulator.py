@@ -50,6 +50,7 @@ from fedledger.runtime.sim.network import NetworkModel
 
 if TYPE_CHECKING:
     from fedledger.assembly.jobs import HonestSource, JobRunner
+    from fedledger.runtime.sim.chainhost import ChainHost
     from fedledger.storage.blobs import BlobStore
 
 
@@ -83,7 +84,7 @@ class SimulationError(FedledgerError, RuntimeError):
     """A node's handler raised: a bug in protocol code, reported with its context."""
 
 
-_DELIVER, _TIMER, _JOB, _BLOB = 0, 1, 2, 3
+_DELIVER, _TIMER, _JOB, _BLOB, _EXTERNAL = 0, 1, 2, 3, 4
 _FETCH_REQUEST_BYTES = 64  # a blob request: the content id and framing
 _HONEST_TAGS_KEPT = 4
 
@@ -104,6 +105,7 @@ class Simulator:
         encode_messages: bool = False,
         declared_effects: tuple[type, ...] = (),
         executor: JobExecutor | None = None,
+        chain: ChainHost | None = None,
     ) -> None:
         self.nodes = dict(nodes)
         self.blobs = dict(blobs or {})
@@ -112,6 +114,8 @@ class Simulator:
         self._peers = dict(peers)
         self.executor: JobExecutor = executor or InlineExecutor()
         self.effects = EffectTable.for_host("simulator", self)
+        if chain is not None:  # chain effects; receipts and logs come back as events
+            chain.attach(self.effects, self._deliver_event, lambda: self._now)
         self.effects.require((*BASE_EFFECTS, *declared_effects), "the protocol")
         self.jobs = jobs
         self.network = network
@@ -163,6 +167,8 @@ class Simulator:
                 return None  # replaced or cancelled
             del self._timer_gen[(node_id, key)]
             return TimerFired(time=self._now, key=key)
+        if kind == _EXTERNAL:
+            return payload  # type: ignore[no-any-return]
         if kind == _BLOB:
             cid, source, data = payload
             return BlobReceived(time=self._now, cid=cid, source=source, data=data)
@@ -227,6 +233,10 @@ class Simulator:
 
     def halt(self, node_id: NodeId, reason: str) -> None:
         self._halted.add(node_id)
+
+    def _deliver_event(self, node_id: NodeId, event: Any) -> None:
+        """Queue an event a chain host made (it carries its own time)."""
+        self._push(event.time, _EXTERNAL, node_id, event)
 
     def send(self, sender: NodeId, to: NodeId, message: Any) -> None:
         self._send(sender, to, message)
