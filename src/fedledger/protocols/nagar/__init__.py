@@ -18,9 +18,11 @@ from fedledger.protocols.base import (
     Protocol,
     ProtocolNode,
 )
+from fedledger.protocols.nagar.decrypt import WRONG_PARTIAL
 from fedledger.protocols.nagar.node import DEVICE, MINER, REQUESTER, NagarNode
 from fedledger.protocols.nagar.params import NagarParams
 from fedledger.protocols.nagar.report import nagar_report
+from fedledger.protocols.nagar.secure import Dealer
 from fedledger.protocols.resources import SHARED_CHAIN, NodeResources
 from fedledger.protocols.results import MetricRow, ModelRow
 
@@ -41,7 +43,14 @@ class Nagar(Protocol[NagarParams]):
         MetricSpec("epsilon_spent", "a device's epsilon spent so far (basic composition)"),
         MetricSpec("hashes", "PoW attempts a miner needed to seal its candidate"),
         MetricSpec("too_few_updates", "an update step with fewer than min_updates devices"),
+        MetricSpec("decryption_failed", "a step whose aggregate got too few valid partials"),
     )
+    #: a committee member that publishes a forged partial decryption
+    faults = (WRONG_PARTIAL,)
+
+    def __init__(self, params: NagarParams) -> None:
+        super().__init__(params)
+        self.dealer = Dealer()  # the committee's threshold Paillier key, dealt once
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
         miners = self.params.miners
@@ -72,7 +81,7 @@ class Nagar(Protocol[NagarParams]):
         return SHARED_CHAIN
 
     def create_node(self, setup: NodeSetup[NagarParams]) -> ProtocolNode[NagarParams]:
-        return NagarNode(setup)
+        return NagarNode(setup, self.dealer)
 
     def report(
         self, run_dir: Path, rows: Sequence[ModelRow], metrics: Sequence[MetricRow]

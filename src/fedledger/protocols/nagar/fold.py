@@ -1,9 +1,13 @@
 """How every device turns a block's vectors into its model state (pure, no IO):
 
 - stats: the count vectors -> S_k (own) and A (Konecny's statistics);
-- grad: the full gradient (1/n_r) sum_k G_k over the included devices;
+- grad: the full gradient (1/n_r) sum_k n_k g_k over the included devices (each device
+  sends its mean gradient g_k = G_k / n_k, so a fixed-point encoding bounds it);
 - update: w <- w + A sum_k c_k Delta_k with c_k = n_k / n_r (weighted) or 1 / K_r,
   applied only when at least ``min_updates`` devices are included.
+
+Both come from the weighted total sum_k w_k v_k (:func:`fold_total`), which under
+encryption is the committee's decrypted aggregate and otherwise the plaintext sum.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from fedledger.learning.fsvrg import aggregation_scaling, scaling
 from fedledger.protocols.nagar.chainstate import Included
 from fedledger.protocols.nagar.messages import GRAD, STATS, UPDATE
 from fedledger.protocols.nagar.params import NagarParams
+from fedledger.protocols.nagar.secure import weights_of
 
 
 class ModelState:
@@ -42,17 +47,29 @@ class ModelState:
                 if item.sender == self.address and self.params.s_scaling:
                     self.s_diag = scaling(v, item.sub.model.num_samples, total, n)
             return True
+        if phase in (GRAD, UPDATE):
+            ws = weights_of(phase, self.weighted, items)
+            total = np.sum([w * v for w, v in zip(ws, vs, strict=True)], axis=0)
+            return self.fold_total(phase, items, total)
+        return False
+
+    @property
+    def weighted(self) -> bool:
+        return self.params.weighted or self.params.optimizer == "fedavg"
+
+    def fold_total(self, phase: str, items: Sequence[Included], total: np.ndarray) -> bool:
+        """Apply the weighted total sum_k w_k v_k of a grad or update block."""
+        if not items:
+            return False
+        total = np.asarray(total, dtype=np.float64)
         if phase == GRAD:
-            self.full_grad = np.sum(vs, axis=0) / ns.sum()
+            self.full_grad = total / sum(i.sub.model.num_samples for i in items)
             return True
         if phase == UPDATE:
             if len(items) < self.params.min_updates:
                 return False
-            p = self.params
-            weighted = p.weighted or p.optimizer == "fedavg"
-            coef = ns / ns.sum() if weighted else np.full(len(vs), 1.0 / len(vs))
-            step = np.sum([c * v for c, v in zip(coef, vs, strict=True)], axis=0)
-            if p.optimizer == "fsvrg" and p.a_scaling:
+            step = total / float(sum(weights_of(phase, self.weighted, items)))
+            if self.params.optimizer == "fsvrg" and self.params.a_scaling:
                 step = self.a_diag * step
             self.weights = self.weights + step
             return True

@@ -57,6 +57,10 @@ class FLPlan:
     reward_per_sample: float
     reward_block: float
     initial_stake: float
+    he_scheme: str = "none"
+    he_threshold: int = 0
+    he_committee: tuple[bytes, ...] = ()
+    he_key: bytes = b""  # SHA-256 of the committee's public key (secure.public_digest)
 
 
 @record("nagar.Submission")
@@ -100,6 +104,25 @@ class TxMsg(Message):
     step: int
     tx: Transaction
     forwarded: bool = False
+
+
+@record("nagar.PartialMsg")
+@dataclass(frozen=True)
+class PartialMsg(Message):
+    """Committee member -> devices: its partial decryption (with proof) of the canonical
+    aggregate of ``step`` (``PartialDecryption.to_bytes``)."""
+
+    step: int
+    blob: bytes
+
+
+@record("nagar.PartialRequest")
+@dataclass(frozen=True)
+class PartialRequest(Message):
+    """A restarted device -> committee: resend the partials already published for these
+    steps (never a new decryption)."""
+
+    steps: tuple[int, ...]
 
 
 @record("nagar.CandidateMsg")

@@ -17,6 +17,7 @@ so a restarted node resumes.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 
@@ -52,6 +53,7 @@ from fedledger.protocols.kit.schedule import JoinAction, Phase, RoundSchedule
 from fedledger.protocols.kit.stage import Stage
 from fedledger.protocols.nagar.chainstate import ChainState, Included, rebuild, submissions
 from fedledger.protocols.nagar.checks import Checks
+from fedledger.protocols.nagar.decrypt import Decryption
 from fedledger.protocols.nagar.fold import ModelState
 from fedledger.protocols.nagar.messages import (
     GRAD,
@@ -61,6 +63,8 @@ from fedledger.protocols.nagar.messages import (
     SUBMIT_TX,
     UPDATE,
     CandidateMsg,
+    PartialMsg,
+    PartialRequest,
     StepRecord,
     Submission,
     TxMsg,
@@ -79,6 +83,7 @@ from fedledger.protocols.nagar.rules import (
     selected,
     steps_of,
 )
+from fedledger.protocols.nagar.secure import Dealer
 from fedledger.seeding import derive_seed
 
 MINE, SELECT, END, POW_SEND = "mine", "select", "step-end", "pow-send"
@@ -88,7 +93,7 @@ REQUESTER, DEVICE, MINER = "requester", "device", "miner"
 class NagarNode(KitNode[NagarParams]):
     unexpected_message = "bad_payload"
 
-    def __init__(self, setup: NodeSetup[NagarParams]) -> None:
+    def __init__(self, setup: NodeSetup[NagarParams], dealer: Dealer | None = None) -> None:
         svc = setup.services
         super().__init__(setup, Gate(Verifier(svc.directory)))
         p = self.params = setup.params
@@ -100,8 +105,30 @@ class NagarNode(KitNode[NagarParams]):
         miners = tuple(sorted(svc.address_of(m) for m in self.miners))
         init = np.asarray(setup.initial_weights, dtype=np.float32)
         rounds = setup.horizon.length
+        self.secure: Decryption | None = None
+        self.committee: tuple[str, ...] = ()
+        if p.encryption is not None:
+            by_addr = sorted(self.miners, key=svc.address_of)
+            self.committee = tuple(by_addr[: p.encryption.committee])
+            self.secure = Decryption(
+                p,
+                dealer or Dealer(),
+                setup.seed,
+                setup.plan.node_id,
+                self.committee,
+                self.gate,
+                int(init.size),
+                setup.faults,
+            )
         self.own_plan = make_plan(
-            p, svc.address_of(requester), "config", init, rounds, devices, miners
+            p,
+            svc.address_of(requester),
+            "config",
+            init,
+            rounds,
+            devices,
+            miners,
+            self.secure.digest if self.secure is not None else b"",
         )
         self.checks = Checks(self.gate, svc.node_of, self.own_plan)
         self.blobs = ModelBlobs(svc.blob_store, tuple(init.shape))
@@ -127,6 +154,8 @@ class NagarNode(KitNode[NagarParams]):
         self.vectors: dict[str, np.ndarray] = {}
         self.fetches: dict[str, Included] = {}
         self.to_fold: list[Block] = []
+        self.ciphers: dict[str, bytes] = {}
+        self.give_up = False
 
     # ------------------------------------------------------------ start / schedule
 
@@ -137,7 +166,23 @@ class NagarNode(KitNode[NagarParams]):
         if self.role != DEVICE or not self.state.blocks:
             return self._resume()
         self.stage = Stage.RESTORING
-        return self._gather(list(self.state.blocks))
+        effects: list[Effect] = []
+        enc = tuple(b.header.extra.step for b in self.state.blocks if self._encrypted(b))
+        if enc:
+            effects.append(Broadcast(PartialRequest(enc), to=self.committee))
+        return effects + self._gather(list(self.state.blocks))
+
+    def _encrypted(self, block: Block) -> bool:
+        rec = block.header.extra
+        return (
+            self.secure is not None
+            and isinstance(rec, StepRecord)
+            and rec.phase
+            in (
+                GRAD,
+                UPDATE,
+            )
+        )
 
     def _resume(self) -> list[Effect]:
         join = self.schedule.join(self.state.step, self.now, len(self.steps))
@@ -204,6 +249,8 @@ class NagarNode(KitNode[NagarParams]):
         vec = np.asarray(result.weights, dtype=np.float64)
         if step.phase == UPDATE:
             vec = vec - self.model.weights
+        elif step.phase == GRAD:
+            vec = vec / max(1, result.num_samples)  # the mean gradient g_k = G_k / n_k
         eps = phase_epsilon(plan, step.phase)
         if eps > 0:
             mech = LaplaceMechanism(self.params.dp_clip, eps, self.params.dp_norm)
@@ -211,9 +258,14 @@ class NagarNode(KitNode[NagarParams]):
                 derive_seed(self.setup.seed, "nagar-dp", self.node_id, step.index)
             )
             vec = mech.apply(vec, rng)
-        out = vec.astype(np.float32)
-        ref = self.blobs.store(out, result.num_samples)
-        self.vectors[ref.cid] = out
+        if self.secure is not None and step.phase in (GRAD, UPDATE):
+            data = self.secure.encrypt(vec, step.index)
+            ref = self.blobs.put(data, result.num_samples)
+            self.ciphers[ref.cid] = data
+        else:
+            out = vec.astype(np.float32)
+            ref = self.blobs.store(out, result.num_samples)
+            self.vectors[ref.cid] = out
         sub = Submission(
             self.state.plan_id, step.index, step.phase, ref, event.time - self.job_started, eps
         )
@@ -338,6 +390,9 @@ class NagarNode(KitNode[NagarParams]):
             if not self.stage.gathering:
                 return self._next()
             self.stage = Stage.APPLYING_LATE
+            if self.secure is not None and self.to_fold and not self.fetches:
+                self.give_up = True  # only partial decryptions are missing: go on without
+                return self._fold()
         return []
 
     def _select(self) -> list[Effect]:
@@ -369,7 +424,9 @@ class NagarNode(KitNode[NagarParams]):
             return effects + self._gather([])
         self.state.apply(chosen)
         effects += self._block_metrics(chosen, step)
-        return effects + self._gather([chosen] if self.role == DEVICE else [])
+        member = self.secure is not None and self.secure.share is not None
+        gather = self.role == DEVICE or (member and self._encrypted(chosen))
+        return effects + self._gather([chosen] if gather else [])
 
     def _block_metrics(self, block: Block, step: Step) -> list[Effect]:
         node_of = self.setup.services.node_of
@@ -406,11 +463,18 @@ class NagarNode(KitNode[NagarParams]):
             self.stage = Stage.APPLYING
         effects: list[Effect] = []
         for block in blocks:
+            encrypted = self._encrypted(block)
             for item in submissions(block):
                 ref = item.sub.model
-                if ref.cid in self.vectors or ref.cid in self.fetches:
+                if ref.cid in self.vectors or ref.cid in self.fetches or ref.cid in self.ciphers:
                     continue
-                own = self.blobs.own(ref)
+                if encrypted:
+                    store = self.blobs.store_
+                    data = store.get(ref.cid) if store.has(ref.cid) else None
+                    if data is not None and hashlib.sha256(data).digest() == ref.sha256:
+                        self.ciphers[ref.cid] = data
+                        continue
+                own = None if encrypted else self.blobs.own(ref)
                 if own is not None:
                     self.vectors[ref.cid] = own
                     continue
@@ -427,6 +491,13 @@ class NagarNode(KitNode[NagarParams]):
         item = self.fetches.pop(event.cid, None)
         if item is None:
             return []
+        if self.secure is not None and item.sub.phase in (GRAD, UPDATE):
+            data = event.data
+            if data is None or hashlib.sha256(data).digest() != item.sub.model.sha256:
+                self.gate.fail("bad_blob", f"ciphertext {event.cid} missing or not matching")
+            else:
+                self.ciphers[event.cid] = data
+            return self._fold() if not self.fetches else []
         weights = self.blobs.load(event.data, item.sub.model)
         if weights is None:
             self.gate.fail("bad_blob", f"vector {event.cid} missing or not matching its reference")
@@ -436,12 +507,27 @@ class NagarNode(KitNode[NagarParams]):
 
     def _fold(self) -> list[Effect]:
         effects: list[Effect] = []
+        if self.secure is not None:
+            effects, waiting = self._decrypt_blocks()
+            if waiting and not self.give_up:
+                return effects
+            if self.give_up and waiting:
+                effects.append(EmitMetric("decryption_failed", 1.0, self._round_now()))
+            self.give_up = False
+            if self.role != DEVICE:
+                self.to_fold = []
         for block in self.to_fold:
             rec = block.header.extra
             assert isinstance(rec, StepRecord)
-            items = [i for i in submissions(block) if i.sub.model.cid in self.vectors]
-            vecs = [self.vectors[i.sub.model.cid] for i in items]
-            applied = self.model.fold(rec.phase, items, vecs)
+            if self._encrypted(block):
+                assert self.secure is not None
+                agg = self.secure.aggs[rec.step]
+                total = self.secure.totals.get(rec.step)
+                applied = total is not None and self.model.fold_total(rec.phase, agg.items, total)
+            else:
+                items = [i for i in submissions(block) if i.sub.model.cid in self.vectors]
+                vecs = [self.vectors[i.sub.model.cid] for i in items]
+                applied = self.model.fold(rec.phase, items, vecs)
             rnd = self.steps[rec.step - 1].round
             if rec.phase == UPDATE:
                 if not applied:
@@ -449,13 +535,68 @@ class NagarNode(KitNode[NagarParams]):
                 effects.append(ReportModel(rnd, self.model.weights.astype(np.float32)))
         self.to_fold, stage = [], self.stage
         # keep only what later folds can need: the vectors of the current step
-        self.vectors = {}
+        self.vectors, self.ciphers = {}, {}
         if stage is Stage.RESTORING:
             return [e for e in effects if not isinstance(e, ReportModel)] + self._resume()
         self.stage = Stage.ROUND
         if stage is Stage.APPLYING_LATE:
             effects += self._next()
         return effects
+
+    # ------------------------------------------------------------ encrypted aggregates
+
+    def _round_now(self) -> int:
+        return self.step.round if self.step is not None else 0
+
+    def _decrypt_blocks(self) -> tuple[list[Effect], bool]:
+        """Aggregate the encrypted blocks in ``to_fold``; a member publishes its partial;
+        whether a device still waits for partial decryptions."""
+        sec = self.secure
+        assert sec is not None
+        effects: list[Effect] = []
+        waiting = False
+        devices = tuple(n.node_id for n in self.setup.all_nodes if n.role == DEVICE)
+        for block in self.to_fold:
+            if not self._encrypted(block):
+                continue
+            rec = block.header.extra
+            assert isinstance(rec, StepRecord)
+            items = submissions(block)
+            agg = sec.aggregate(self.state.plan_id, rec.step, rec.phase, items, self.ciphers)
+            if sec.share is not None and self.role == MINER:
+                blob = sec.decrypt(self.state.plan_id, rec.step, agg, agg.agg_id)
+                if blob is not None:
+                    effects.append(Broadcast(PartialMsg(rec.step, blob), to=devices))
+            decryptable = agg.vec is not None and len(agg.items) >= sec.guard.min_updates
+            if self.role == DEVICE and decryptable and sec.total(rec.step) is None:
+                waiting = True
+        return effects, waiting
+
+    @handles(PartialMsg)
+    def on_partial(self, event: MessageReceived) -> list[Effect]:
+        msg = event.message
+        assert isinstance(msg, PartialMsg)
+        if self.secure is None or self.role != DEVICE:
+            raise self.gate.fail("wrong_role", f"partial decryption sent to a {self.role}")
+        if not 1 <= msg.step <= len(self.steps):
+            raise self.gate.fail("wrong_step", f"partial of step {msg.step}")
+        self.secure.receive(msg.step, event.sender, msg.blob)
+        if self.to_fold and not self.fetches and self.stage.gathering:
+            return self._fold()
+        return []
+
+    @handles(PartialRequest)
+    def on_partial_request(self, event: MessageReceived) -> list[Effect]:
+        msg = event.message
+        assert isinstance(msg, PartialRequest)
+        if self.secure is None or self.secure.share is None:
+            raise self.gate.fail("not_a_key_holder", f"{event.sender} asked {self.node_id}")
+        if len(msg.steps) > len(self.steps):
+            raise self.gate.fail("bad_payload", f"{len(msg.steps)} steps asked")
+        published = self.secure.published
+        return [
+            Send(event.sender, PartialMsg(s, published[s])) for s in msg.steps if s in published
+        ]
 
     def _next(self) -> list[Effect]:
         done = self.step.index if self.step is not None else self.state.step

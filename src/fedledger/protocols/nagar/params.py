@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fedledger.privacy.he.config import EncryptionSettings
+
 
 class NagarParams(BaseModel):
     """Nagar: an FL plan on chain, F-SVRG or FedAvg, device-level Laplace DP, PoW/PoS miners.
@@ -28,6 +30,11 @@ class NagarParams(BaseModel):
     reward_per_sample / reward_block / initial_stake: rewards (devices rho_d * n_k, the
         block's miner rho_m) and the miners' genesis stake (PoS).
     mine_at, select_at, step_length: seconds into a step (plan, stats, grad, update).
+    encryption: None (vectors travel as plaintext blobs) or a Paillier block (scheme
+        "paillier"; key_bits, threshold t, committee m = the first m miners in id order,
+        frac_bits, clamp, packing, max_total_samples): devices encrypt what they send, the
+        committee threshold-decrypts only each step's canonical aggregate of at least
+        max(2, min_updates) devices.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -60,6 +67,7 @@ class NagarParams(BaseModel):
     mine_at: float = Field(30.0, gt=0.0)
     select_at: float = Field(50.0, gt=0.0)
     step_length: float = Field(60.0, gt=0.0)
+    encryption: EncryptionSettings | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> NagarParams:
@@ -71,6 +79,15 @@ class NagarParams(BaseModel):
                 f"epsilon_total={self.epsilon_total} is below epsilon_round="
                 f"{self.epsilon_round}: no round could run; allowed epsilon_total >= epsilon_round"
             )
+        enc = self.encryption
+        if enc is not None:
+            if enc.scheme != "paillier":
+                raise ValueError(f"encryption.scheme={enc.scheme!r}; allowed: paillier")
+            if enc.committee > self.miners:
+                raise ValueError(
+                    f"encryption.committee={enc.committee} exceeds miners={self.miners}; "
+                    "allowed: committee <= miners (the committee is the first miners)"
+                )
         return self
 
     @property

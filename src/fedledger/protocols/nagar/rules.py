@@ -64,8 +64,13 @@ def make_plan(
     rounds: int,
     devices: tuple[bytes, ...],
     miners: tuple[bytes, ...],
+    he_key: bytes = b"",
 ) -> FLPlan:
+    """The plan of ``params``; under encryption ``he_key`` is the committee key's digest
+    and the committee the first ``encryption.committee`` miners by address order."""
     p = params
+    enc = p.encryption
+    committee = tuple(sorted(miners)[: enc.committee]) if enc is not None else ()
     return FLPlan(
         requester=requester,
         model=model,
@@ -94,6 +99,10 @@ def make_plan(
         reward_per_sample=p.reward_per_sample,
         reward_block=p.reward_block,
         initial_stake=p.initial_stake,
+        he_scheme="paillier" if enc is not None else "none",
+        he_threshold=enc.threshold if enc is not None else 0,
+        he_committee=committee,
+        he_key=he_key,
     )
 
 
@@ -121,6 +130,18 @@ def plan_problems(plan: FLPlan) -> list[str]:
         out.append(f"block_size {plan.block_size} cannot hold {selected} submissions")
     if plan.step_size <= 0 or plan.dp_clip <= 0:
         out.append(f"step_size {plan.step_size} and dp_clip {plan.dp_clip} must be > 0")
+    if plan.he_scheme not in ("none", "paillier"):
+        out.append(f"he_scheme {plan.he_scheme!r}; allowed none, paillier")
+    if plan.he_scheme == "paillier":
+        members = plan.he_committee
+        if not 1 <= plan.he_threshold <= len(members):
+            out.append(f"threshold {plan.he_threshold} of a {len(members)}-member committee")
+        if not set(members) <= set(plan.miners):
+            out.append("the decryption committee must be miners")
+        if selected < 2:
+            out.append(f"{selected} device per round: an aggregate of one is never decrypted")
+        if len(plan.he_key) != 32:
+            out.append("he_key must be the 32-byte digest of the committee key")
     return out
 
 
