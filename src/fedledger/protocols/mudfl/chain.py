@@ -17,7 +17,8 @@ from fedledger.ledger.records import Block, Transaction, record_id
 from fedledger.ledger.store import ChainStoreError
 from fedledger.protocols.base import Broadcast, Effect, EmitMetric
 from fedledger.protocols.kit.gate import Reject
-from fedledger.protocols.mudfl import poc
+from fedledger.protocols.mudfl import contents, poc, succession
+from fedledger.protocols.mudfl import rotation as rot
 from fedledger.protocols.mudfl.context import (
     FAULT_DOUBLE_VOTE,
     FAULT_EQUIVOCATE,
@@ -26,22 +27,22 @@ from fedledger.protocols.mudfl.context import (
     Context,
 )
 from fedledger.protocols.mudfl.messages import (
-    FAULT_TX,
-    GLOBAL_TX,
-    MODEL_TX,
+    DOUBLE_VOTE,
+    EQUIVOCATION,
+    SLASH_TX,
     ArbitratorDecision,
     BlockMsg,
     DecisionMsg,
-    Fault,
-    GlobalModel,
     LinkVote,
-    ModelUpdate,
     PocClaim,
+    SlashEvidence,
+    TxMsg,
     VoteMsg,
 )
 from fedledger.protocols.mudfl.vcf import VcfTracker, rule1_problem
 
-TX_PAYLOADS = {GLOBAL_TX: GlobalModel, MODEL_TX: ModelUpdate, FAULT_TX: Fault}
+TX_PAYLOADS = contents.TX_PAYLOADS
+RANDSHARE_TXS = contents.RANDSHARE_TXS
 VOTES_KEY = "mudfl/votes"
 DECISIONS_KEY = "mudfl/decisions"
 SLASHED_KEY = "mudfl/slashed"
@@ -64,6 +65,9 @@ class Microchain:
         self.votes: list[LinkVote] = []
         self.decisions: list[ArbitratorDecision] = []
         self.unquorate = 0  # finality slots since the last commit (the admin's count)
+        self.randshare_done: set[tuple[int, str | None]] = set()
+        self.outbox: list[Transaction] = []  # evidence to send at the next slot's start
+        self.initial = ctx.dynasty  # dynasty 0, drawn from the genesis
         genesis = Checkpoint(0, self.store.genesis().hash)
         self.vcf = VcfTracker(self.params.epoch_size, ctx.committee_addresses(), genesis)
         self.restore()
@@ -77,11 +81,12 @@ class Microchain:
         self.votes = list(decode(votes)) if votes else []
         self.decisions = list(decode(decisions)) if decisions else []
         self.slashed = set(decode(slashed)) if slashed else set()
-        committees = {0: frozenset(self.ctx.committee_addresses())}
+        committees = succession.committees(self, self.initial)
         genesis = Checkpoint(0, self.store.genesis().hash)
         self.vcf = VcfTracker.rebuilt(
             self.params.epoch_size, committees, genesis, self.votes, self.decisions
         )
+        succession.restore_current(self, self.initial)
 
     def _save(self) -> None:
         self.store.put_state(VOTES_KEY, encode(tuple(self.votes)))
@@ -109,17 +114,26 @@ class Microchain:
         payload_type = TX_PAYLOADS.get(tx.kind)
         if payload_type is None or not isinstance(tx.payload, payload_type):
             raise gate.fail("bad_tx", f"transaction kind {tx.kind!r} with {type(tx.payload)}")
-        if self.store.transaction(tid) is not None or tid in self.pool:
+        if tx.kind in RANDSHARE_TXS and contents.randshare_author(tx) != tx.sender:
+            raise gate.fail("bad_tx", "a RandShare record sent by someone else than its author")
+        if tx.kind == SLASH_TX and contents.evidence_problem(gate.verifier, tx.payload):
+            raise gate.fail("bad_evidence", contents.evidence_problem(gate.verifier, tx.payload))
+        if tid in self.pool or contents.on_chain(self.store, tid, self.store.head_hash()):
             raise gate.fail("duplicate_tx", tid.hex()[:16])
         if len(self.pool) >= 4 * self.params.max_block_txs:
             raise gate.fail("pool_full", tid.hex()[:16])
         self.pool[tid] = tx
 
-    def _pool_txs(self) -> tuple[Transaction, ...]:
+    def _pool_txs(self, height: int) -> tuple[Transaction, ...]:
+        win = rot.window(self.store, self.parent.hash, self.ctx.dynasty.number + 1, self.params)
         chosen = []
         for tid in sorted(self.pool):
-            if self.store.transaction(tid) is None:
-                chosen.append(self.pool[tid])
+            tx = self.pool[tid]
+            if tx.kind in RANDSHARE_TXS and rot.window_problem(tx, height, self.slot, win):
+                continue
+            # a losing sibling block's transactions go back into blocks
+            if not contents.on_chain(self.store, tid, self.parent.hash):
+                chosen.append(tx)
             if len(chosen) >= self.params.max_block_txs:
                 break
         return tuple(chosen)
@@ -132,6 +146,12 @@ class Microchain:
         self.slot = slot
         self.slot_blocks = {}
         self.parent = self.store.head()
+        effects += succession.takeover(self)
+        effects += succession.randshare_step(self)
+        if self.outbox:
+            to = tuple(n for n in self.ctx.dynasty.committee if n != self.ctx.node_id)
+            effects += [Broadcast(TxMsg(tx), to=to) for tx in self.outbox]
+            self.outbox = []
         if self.withheld is not None:
             late, self.withheld = self.withheld, None
             effects.append(self._broadcast(BlockMsg(slot - 1, late)))
@@ -170,13 +190,13 @@ class Microchain:
     def _propose(self, fallback: bool, drop_one: bool = False) -> Block | None:
         ctx = self.ctx
         head = self.parent
-        txs = self._pool_txs()
+        height = head.height + 1
+        txs = self._pool_txs(height)
         if drop_one:
             txs = txs[1:] if txs else ()
         credit = ctx.dynasty.credit_of(ctx.node_id)
         if ctx.has_fault(FAULT_FORGE_CREDIT):
             credit = max(credit, ctx.params.credit_max) * 4
-        height = head.height + 1
         if not fallback:
             ids = [record_id(tx) for tx in txs]
             proof = poc.low_bits(
@@ -186,7 +206,11 @@ class Microchain:
             total = ctx.dynasty.total_credit - ctx.dynasty.credit_of(ctx.node_id) + credit
             if not poc.wins(proof, credit, total, self.params.xi):
                 return None
-        claim = PocClaim(self.slot, ctx.dynasty.number, credit, fallback)
+        number = ctx.dynasty.number + 1
+        record = None
+        if rot.record_number(height, self.params) == number:
+            record = ctx.rotation.expected_record(head.hash, ctx.dynasty, number)
+        claim = PocClaim(self.slot, ctx.dynasty.number, credit, fallback, record)
         block = Block.create(head.hash, height, ctx.address, self._now(), txs, claim)
         return ctx.sign(block)
 
@@ -220,6 +244,7 @@ class Microchain:
         if known is not None:
             if known.hash != block.hash:
                 self.slashed.add(proposer)
+                self._report(SlashEvidence(EQUIVOCATION, proposer, (known.header, block.header)))
                 self._save()
                 raise gate.fail("equivocation", f"{sender} proposed two blocks in slot {self.slot}")
             raise gate.fail("duplicate_block", sender)
@@ -245,14 +270,20 @@ class Microchain:
             self.slashed.add(proposer)
             self._save()
             raise gate.fail("bad_proof", f"{sender}'s proof is over its threshold")
-        for tx in block.transactions:
-            payload_type = TX_PAYLOADS.get(tx.kind)
-            if payload_type is None or not isinstance(tx.payload, payload_type):
-                raise gate.fail("bad_tx", f"block from {sender} holds a {tx.kind!r} transaction")
-            if self.store.transaction(record_id(tx)) is not None:
-                raise gate.fail("duplicate_tx", f"block from {sender} repeats a transaction")
+        contents.check(self, block, claim, sender)
         self.slot_blocks[proposer] = block
         self._append(block)
+
+    def _report(self, evidence: SlashEvidence) -> None:
+        """A committee member puts slashing evidence in its pool and sends it on."""
+        if not self.ctx.in_committee or evidence.offender == self.ctx.address:
+            return
+        tx = self.ctx.sign(Transaction(self.ctx.address, 0.0, SLASH_TX, evidence, 0))
+        try:
+            self.add_tx(tx)
+        except Reject:
+            return
+        self.outbox.append(tx)
 
     def _append(self, block: Block) -> None:
         try:
@@ -323,6 +354,15 @@ class Microchain:
         result = self.vcf.add_link_vote(vote, self.store)
         if result.evidence is not None:
             self.slashed.add(vote.voter)
+            first = [
+                v
+                for v in self.votes
+                if v.voter == vote.voter
+                and v.target_height == vote.target_height
+                and v.target != vote.target
+            ]
+            if first:
+                self._report(SlashEvidence(DOUBLE_VOTE, vote.voter, votes=(first[0], vote)))
             self._save()
         if not result.accepted:
             raise self.ctx.gate.fail(str(result.status.value), result.detail)

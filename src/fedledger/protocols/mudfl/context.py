@@ -12,6 +12,7 @@ from fedledger.protocols.base import NodeSetup
 from fedledger.protocols.kit.gate import Gate
 from fedledger.protocols.mudfl.dynasty import Dynasty, draw
 from fedledger.protocols.mudfl.params import MuDflParams
+from fedledger.protocols.mudfl.rotation import DynastyState, Rotation
 from fedledger.protocols.resources import NodeServices
 
 R = TypeVar("R")
@@ -54,7 +55,8 @@ class Context:
     aggregator: str
     clients: tuple[str, ...]
     everyone: tuple[str, ...]
-    dynasty: Dynasty
+    state: DynastyState  # mutable: the dynasty in charge changes on takeover
+    rotation: Rotation
 
     @classmethod
     def of(cls, setup: NodeSetup[MuDflParams]) -> Context:
@@ -66,6 +68,9 @@ class Context:
         clients = tuple(sorted(roles.get(CLIENT, [])))
         credits = {c: params.credit_init for c in clients}
         dynasty = draw(0, svc.genesis.hash, clients, credits, params.committee, setup.seed)
+        everyone = tuple(sorted(p.node_id for p in setup.all_nodes))
+        addresses = {n: svc.address_of(n) for n in everyone}
+        rotation = Rotation(params, svc.ledger, clients, setup.seed, addresses)
         return cls(
             setup,
             params,
@@ -75,9 +80,15 @@ class Context:
             roles[SERVER][0],
             roles[AGGREGATOR][0],
             clients,
-            tuple(sorted(p.node_id for p in setup.all_nodes)),
-            dynasty,
+            everyone,
+            DynastyState(dynasty),
+            rotation,
         )
+
+    @property
+    def dynasty(self) -> Dynasty:
+        """The dynasty in charge now."""
+        return self.state.current
 
     @property
     def node_id(self) -> str:

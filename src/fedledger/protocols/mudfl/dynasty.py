@@ -108,9 +108,7 @@ def propose_record(
     """The record of dynasty ``number`` drawn with ``seed`` (the previous RandShare output)."""
     dyn = draw(number, seed, clients, credits, size, run_seed)
     alpha = committee_alpha(seed, number, PURPOSE)
-    tickets = tuple(
-        (c, derive_vrf_key(run_seed, c).prove(alpha)) for c in sorted(clients)
-    )
+    tickets = tuple((c, derive_vrf_key(run_seed, c).prove(alpha)) for c in sorted(clients))
     return DynastyRecord(
         number, seed, seed_fallback, dyn.committee, tuple(sorted(credits.items())), tickets
     )

@@ -20,23 +20,29 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from fedledger.codec import record
-from fedledger.ledger.records import Block, ModelRef, Transaction
+from fedledger.ledger.records import Block, BlockHeader, ModelRef, Transaction
 from fedledger.protocols.base import Message
+from fedledger.protocols.mudfl.dynasty import DynastyRecord
 
 GLOBAL_TX = "mudfl.global"
 MODEL_TX = "mudfl.model"
 FAULT_TX = "mudfl.fault"
+SLASH_TX = "mudfl.slash"
+EQUIVOCATION = "equivocation"
+DOUBLE_VOTE = "double_vote"
 
 
 @record("mudfl.PocClaim")
 @dataclass(frozen=True)
 class PocClaim:
-    """``header.extra`` of a μDFL block."""
+    """``header.extra`` of a μDFL block; the block at a switch height carries the next
+    dynasty's ``record``."""
 
     slot: int
     dynasty: int
     credit: int
     fallback: bool = False
+    record: DynastyRecord | None = None
 
 
 @record("mudfl.GlobalModel")
@@ -103,6 +109,27 @@ class ArbitratorDecision:
     target_height: int
     slot: int
     signature: bytes = b""
+
+
+@record("mudfl.SlashEvidence")
+@dataclass(frozen=True)
+class SlashEvidence:
+    """Proof that ``offender`` equivocated: two signed headers of one slot
+    (:data:`EQUIVOCATION`) or two signed votes for one target height
+    (:data:`DOUBLE_VOTE`, Rule 2). Anyone can check it from the records alone."""
+
+    kind: str
+    offender: bytes
+    headers: tuple[BlockHeader, ...] = ()
+    votes: tuple[LinkVote, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, bytes, int]:
+        """One offence: (kind, offender, slot or target height)."""
+        if self.kind == EQUIVOCATION and self.headers:
+            claim = self.headers[0].extra
+            return (self.kind, self.offender, getattr(claim, "slot", -1))
+        return (self.kind, self.offender, self.votes[0].target_height if self.votes else -1)
 
 
 # ---------------------------------------------------------------- messages

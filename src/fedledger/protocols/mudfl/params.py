@@ -37,6 +37,9 @@ class MuDflParams(BaseModel):
         by the paper's 390,000-iteration PBKDF2-HMAC-SHA256, slow on purpose like its
         Fernet, for Table III).
     max_slots: the microchain stops after this many slots (a run's safety bound).
+    randshare_deal_slots / randshare_reveal_slots: RandShare's deal and reveal windows at
+        the end of a dynasty, in slots (rotation.py); a dynasty must span more than
+        their sum + 2 blocks.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -62,6 +65,8 @@ class MuDflParams(BaseModel):
     round_slots: int = Field(60, ge=1, le=100000)
     model_cipher: Literal["aes-gcm", "pbkdf2-390k"] = "aes-gcm"
     max_slots: int = Field(100000, ge=1)
+    randshare_deal_slots: int = Field(3, ge=1, le=1000)
+    randshare_reveal_slots: int = Field(3, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _credits(self) -> MuDflParams:
@@ -69,5 +74,12 @@ class MuDflParams(BaseModel):
             raise ValueError(
                 f"credit_init {self.credit_init} exceeds credit_max {self.credit_max}; "
                 "credits start at or below the cap"
+            )
+        runs = self.randshare_deal_slots + self.randshare_reveal_slots + 2
+        if self.epoch_size * self.dynasty_epochs <= runs:
+            raise ValueError(
+                f"a dynasty of epoch_size * dynasty_epochs = "
+                f"{self.epoch_size * self.dynasty_epochs} blocks cannot hold RandShare's "
+                f"deal + reveal windows + 2 = {runs} slots; need more blocks per dynasty"
             )
         return self

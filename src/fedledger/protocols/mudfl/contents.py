@@ -1,0 +1,111 @@
+"""What a μDFL block may hold: transaction kinds, no repeats on its own chain, RandShare
+records only in their windows, and the next dynasty's record exactly at its switch
+height (checked against the record recomputed from the chain)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fedledger.ledger.records import Block, Transaction, record_id
+from fedledger.ledger.store import ChainStore
+from fedledger.ledger.verify import Rejected, Verifier
+from fedledger.protocols.mudfl import randshare as rs
+from fedledger.protocols.mudfl import rotation as rot
+from fedledger.protocols.mudfl.messages import (
+    DOUBLE_VOTE,
+    EQUIVOCATION,
+    FAULT_TX,
+    GLOBAL_TX,
+    MODEL_TX,
+    SLASH_TX,
+    Fault,
+    GlobalModel,
+    ModelUpdate,
+    PocClaim,
+    SlashEvidence,
+)
+
+if TYPE_CHECKING:
+    from fedledger.protocols.mudfl.chain import Microchain
+
+TX_PAYLOADS = {
+    GLOBAL_TX: GlobalModel,
+    MODEL_TX: ModelUpdate,
+    FAULT_TX: Fault,
+    rs.DEAL_TX: rs.RandShareDeal,
+    rs.REVEAL_TX: rs.RandShareReveal,
+    SLASH_TX: SlashEvidence,
+}
+RANDSHARE_TXS = (rs.DEAL_TX, rs.REVEAL_TX)
+
+
+def check(chain: Microchain, block: Block, claim: PocClaim, sender: str) -> None:
+    """The transactions (kinds, RandShare windows) and the dynasty record."""
+    gate, ctx = chain.ctx.gate, chain.ctx
+    win = rot.window(chain.store, block.parent, ctx.dynasty.number + 1, chain.params)
+    for tx in block.transactions:
+        payload_type = TX_PAYLOADS.get(tx.kind)
+        if payload_type is None or not isinstance(tx.payload, payload_type):
+            raise gate.fail("bad_tx", f"block from {sender} holds a {tx.kind!r} transaction")
+        if on_chain(chain.store, record_id(tx), block.parent):
+            raise gate.fail("duplicate_tx", f"block from {sender} repeats a transaction")
+        if tx.kind in RANDSHARE_TXS:
+            if randshare_author(tx) != tx.sender:
+                raise gate.fail("bad_tx", f"block from {sender}: RandShare record by proxy")
+            problem = rot.window_problem(tx, block.height, claim.slot, win)
+            if problem is not None:
+                raise gate.fail("randshare_window", f"block from {sender}: {problem}")
+        if tx.kind == SLASH_TX:
+            problem = evidence_problem(gate.verifier, tx.payload)
+            if problem is not None:
+                raise gate.fail("bad_evidence", f"block from {sender}: {problem}")
+    number = ctx.dynasty.number + 1
+    if rot.record_number(block.height, chain.params) == number:
+        problem = ctx.rotation.check_record(claim.record, block.parent, ctx.dynasty, number)
+        if problem is not None:
+            raise gate.fail("bad_dynasty_record", f"block from {sender}: {problem}")
+    elif claim.record is not None:
+        raise gate.fail("bad_dynasty_record", f"block from {sender} at {block.height}")
+
+
+def evidence_problem(verifier: Verifier, ev: SlashEvidence) -> str | None:
+    """Why ``ev`` does not prove an equivocation or a double vote, or None."""
+    try:
+        if ev.kind == EQUIVOCATION and len(ev.headers) == 2 and not ev.votes:
+            a, b = ev.headers
+            for h in ev.headers:
+                verifier.check(h)
+            slots = [getattr(h.extra, "slot", None) for h in ev.headers]
+            if a.proposer != ev.offender or b.proposer != ev.offender:
+                return "headers not both signed by the offender"
+            if slots[0] is None or slots[0] != slots[1] or record_id(a) == record_id(b):
+                return "not two different blocks of one slot"
+            return None
+        if ev.kind == DOUBLE_VOTE and len(ev.votes) == 2 and not ev.headers:
+            v, w = ev.votes
+            for vote in ev.votes:
+                verifier.check(vote)
+            if v.voter != ev.offender or w.voter != ev.offender:
+                return "votes not both signed by the offender"
+            if v.target_height != w.target_height or v.target == w.target:
+                return "not two votes for different targets of one height"
+            return None
+    except Rejected as err:
+        return f"evidence signature refused: {err}"
+    return f"evidence of kind {ev.kind!r} with {len(ev.headers)} headers, {len(ev.votes)} votes"
+
+
+def on_chain(store: ChainStore, tid: bytes, tip: bytes) -> bool:
+    """Whether transaction ``tid`` is in ``tip`` or one of its ancestors (a sibling
+    block of the same slot holding it does not count)."""
+    found = store.transaction(tid)
+    return found is not None and store.is_ancestor(found[1], tip)
+
+
+def randshare_author(tx: Transaction) -> bytes | None:
+    p = tx.payload
+    if isinstance(p, rs.RandShareDeal):
+        return p.dealer
+    if isinstance(p, rs.RandShareReveal):
+        return p.member
+    return None
