@@ -2,20 +2,17 @@
 localnet run to the end with every chain verified, and a PoS-BFL device killed with
 SIGKILL mid-run and restarted from its data dir.
 
-Every node gets the network's epoch (``--epoch``) a start delay after the launch, so the
-devices that are up by then start round 1 together at network time 0; the delay follows
-the machine's load (each node spends several CPU-seconds importing torch and building its
-share of the experiment before it is ready). A device up only after the epoch would start
-its rounds late (posbfl does not yet place rounds by the network time), so the PoS-BFL
-test first checks that none was late. The phases of
-a PoS-BFL round are scaled down to seconds. Processes are stopped and checked by the
-``nets`` fixture of test_net_processes.
+The launcher writes the network's epoch (``--epoch-file``) once every node is ready, so
+every node begins at network time 0 however loaded the machine is (each node spends
+several CPU-seconds importing torch and building its share of the experiment before it
+is ready); the tests check that none began late. The phases of a PoS-BFL round are
+scaled down to seconds. Processes are stopped and checked by the ``nets`` fixture of
+test_net_processes.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 from pathlib import Path
 
@@ -23,25 +20,22 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from fedledger.assembly.build import build_protocol
+from fedledger.assembly.config import load_config
+from fedledger.assembly.services import node_keys
 from fedledger.cli import app
-from fedledger.experiment.config import load_config
-from fedledger.experiment.setup import build_protocol
+from fedledger.experiment.localnet import Localnet
 from fedledger.ledger.store import ChainStore
 from fedledger.protocols.dfl.state import STATE_KEY, ReputationState, decode_state
 from fedledger.protocols.posbfl.roles import assign_roles, role_counts
-from fedledger.runtime.node.localnet import Localnet
-from fedledger.runtime.services import node_keys
 from test_net_processes import journal, nets, wait_until  # noqa: F401  (nets: a fixture)
 
 pytestmark = pytest.mark.slow
 
 
-def start_delay() -> float:
-    """Seconds from the launch to the epoch: five node processes take 16 s to be ready on
-    an idle 2-core machine and over 30 s at a load average of 10 (another localnet
-    starting beside them), so the delay follows the load."""
-    return min(60.0, 20.0 + 2.5 * os.getloadavg()[0])
-
+#: seconds a localnet may take to start (five node processes take 16 s on an idle
+#: 2-core machine and over 30 s at a load average of 10); only a bound for waiting
+STARTUP = 120.0
 
 ROUND = 3.0  # seconds per PoS-BFL round
 
@@ -112,6 +106,14 @@ def verify(run_dir: Path) -> None:
     assert result.output.startswith("ok:"), result.output
 
 
+def began_at_zero(net: Localnet) -> None:
+    """Every node's first life began at network time 0 (as the event loop wakes it: a few
+    ms late): it was ready before the epoch (``late`` <= 0), whatever the machine's load."""
+    for node_id in net.ids:
+        first = begins(net, node_id)[0]
+        assert first["late"] <= 0.0 and first["time"] < 0.25, (node_id, first)
+
+
 def begins(net: Localnet, node_id: str) -> list[dict]:
     return [r for r in journal(net, node_id) if r["kind"] == "begin"]
 
@@ -127,16 +129,10 @@ def metric_rows(rows: list[dict], name: str) -> list[dict]:
     return [r for r in rows if r["kind"] == "metric" and r["name"] == name]
 
 
-def launch(running: list, config: Path, out: Path, timeout: float, start_delay: float) -> Localnet:
-    """Start a localnet (stopped and checked by the ``nets`` fixture)."""
-    net = Localnet(
-        config,
-        out=out,
-        node_args=("--start-wait", "10"),
-        timeout=timeout,
-        grace=10,
-        start_delay=start_delay,
-    )
+def launch(running: list, config: Path, out: Path, timeout: float) -> Localnet:
+    """Start a localnet whose epoch is set once every node is ready (stopped and checked
+    by the ``nets`` fixture); ``timeout`` counts from the launch, start-up included."""
+    net = Localnet(config, out=out, node_args=("--start-wait", "10"), timeout=timeout, grace=10)
     running.append(net)
     net.start()
     return net
@@ -157,16 +153,15 @@ def finish(net: Localnet):  # type: ignore[no-untyped-def]
 
 
 def test_posbfl_localnet_of_five_devices_agrees_on_one_chain(tmp_path, nets):  # noqa: F811
-    delay = start_delay()
-    net = launch(nets, write(tmp_path, POSBFL), tmp_path / "run", 120, delay)
+    net = launch(nets, write(tmp_path, POSBFL), tmp_path / "run", STARTUP + 60)
     result = finish(net)
     assert result.summary["nodes_halted"] == 5
-    late = result.summary["late_starts"]
-    assert late == {}, f"the machine is too slow for a start delay of {delay} s: late {late}"
-    for node_id in net.ids:  # the shared epoch: every device began round 1 at time 0
-        assert [round(b["time"], 1) for b in begins(net, node_id)] == [0.0], node_id
+    assert result.summary["late_starts"] == {}
+    began_at_zero(net)  # the shared epoch: every device began round 1 at time 0
+    for node_id in net.ids:
+        assert len(begins(net, node_id)) == 1, node_id
         selects = _select_times(net, node_id)
-        assert sorted(selects) == [1, 2, 3] and not _off_grid(selects), (node_id, selects)
+        assert sorted(selects) == [1, 2, 3] and _in_step(selects), (node_id, selects)
     chains = {n: chain(net, n) for n in net.ids}
     assert len(chains["d000"]) == 1 + 3, chains  # genesis + one legal block per round
     assert all(c == chains["d000"] for c in chains.values()), "ledgers disagree"
@@ -175,19 +170,17 @@ def test_posbfl_localnet_of_five_devices_agrees_on_one_chain(tmp_path, nets):  #
 
 
 def test_dfl_localnet_runs_thirty_ticks_and_every_chain_verifies(tmp_path, nets):  # noqa: F811
-    # DFL is asynchronous: nodes need not start together, so the epoch comes early and a
-    # node that is up only after it begins at the network's current time
-    net = launch(nets, write(tmp_path, DFL), tmp_path / "run", 120, 10.0)
+    net = launch(nets, write(tmp_path, DFL), tmp_path / "run", STARTUP + 60)
     finish(net)
+    began_at_zero(net)
     ticks = DFL["protocol"]["ticks"]
     for node_id in net.ids:
         rows = journal(net, node_id)
-        # the shared clock: every node halts at network time `ticks`, however late it began
-        (begin,) = [r for r in rows if r["kind"] == "begin"]
-        assert begin["time"] == pytest.approx(max(0.0, begin["late"]), abs=0.5), begin
+        # the shared clock: every node halts at network time `ticks`
+        assert len([r for r in rows if r["kind"] == "begin"]) == 1, node_id  # one life
         halt = [r for r in rows if r["kind"] == "halt"]
         assert len(halt) == 1 and ticks <= halt[0]["time"] < ticks + 3, (node_id, halt)
-        updates = metric_rows(rows, "dfl_updates")
+        updates = metric_rows(rows, "updates")
         assert updates, f"{node_id} never updated its model from received ones"
     # one chain per node: each confirmed blocks of its own and every chain verifies
     blocks = {n: len(chain(net, n)) - 1 for n in net.ids}
@@ -219,27 +212,45 @@ def _select_times(net: Localnet, node_id: str, since: float = 0.0) -> dict[int, 
     }
 
 
-def _off_grid(selects: dict[int, float]) -> dict[int, float]:
-    """Rounds whose block was picked more than 0.2 s away from the network's round grid
-    (round j picks at (j - 1) * ROUND + select_at), with the distance."""
+#: a pick is on the round grid when it lies at most EARLY s before or LATE s after its
+#: place. A loaded machine picks some rounds later (a timer fired late, or a round began
+#: late after a slow model fetch: 0.6 s and 1.9 s were seen beside a CPU burner on 2
+#: cores), but a device out of step is off by the same amount in every round
+EARLY, LATE = 0.05, 0.2
+NEAR = 1.0  # a third of a round: the first pick after a restart is checked this loosely
+
+
+def _offsets(selects: dict[int, float]) -> dict[int, float]:
+    """Round -> seconds from the network's round grid (round j picks at (j - 1) * ROUND
+    + select_at) to the pick."""
     select_at = POSBFL["protocol"]["select_at"]
-    off = {j: t - ((j - 1) * ROUND + select_at) for j, t in selects.items()}
-    return {j: round(d, 2) for j, d in off.items() if abs(d) > 0.2}
+    return {j: t - ((j - 1) * ROUND + select_at) for j, t in selects.items()}
+
+
+def _off_grid(selects: dict[int, float], late: float = LATE) -> dict[int, float]:
+    """Rounds whose block was picked off the grid (more than EARLY s early or ``late`` s
+    late), with the distance."""
+    off = _offsets(selects)
+    return {j: round(d, 2) for j, d in off.items() if not -EARLY <= d <= late}
+
+
+def _in_step(selects: dict[int, float]) -> bool:
+    """Most picks (more than half) on the grid."""
+    return bool(selects) and 2 * len(_off_grid(selects)) < len(selects)
 
 
 def test_posbfl_device_killed_with_sigkill_restarts_catches_up_and_takes_part(tmp_path, nets):  # noqa: F811
-    rounds = 16
+    rounds = 24  # two restarts of 12-17 s each under load leave enough worker rounds
     config = write(tmp_path, POSBFL, rounds=rounds)
     victim = "d000"  # it dials all the others: back on the network as soon as it listens
     address, worker_rounds = _worker_rounds(config, victim, rounds)
-    delay = start_delay()
-    net = launch(nets, config, tmp_path / "run", 150, delay)
+    net = launch(nets, config, tmp_path / "run", STARTUP + 180)
 
     def since_begin(name: str) -> int:
         return len(metric_rows(since_last_begin(net, victim), name))
 
     durable: list[list[bytes]] = []
-    wait_until(lambda: since_begin("legal_block") >= 2, delay + 60, f"blocks on {victim}")
+    wait_until(lambda: since_begin("legal_block") >= 2, STARTUP + 60, f"blocks on {victim}")
     # kill -9 it twice: each time it must come back in step with the others (twice, so that
     # a device that ignores the network time cannot land on the round grid by chance)
     for cycle in (1, 2):
@@ -250,9 +261,12 @@ def test_posbfl_device_killed_with_sigkill_restarts_catches_up_and_takes_part(tm
         wait_until(lambda n=cycle: len(begins(net, victim)) > n, 60, f"{victim} to begin again")
         wait_until(lambda: since_begin("candidate_blocks") >= 1, 3 * ROUND, "a round")
         restarted = begins(net, victim)[-1]["time"]
-        off = _off_grid(_select_times(net, victim, since=restarted))
+        # near the grid (a loaded machine may pick late); the rounds after the restarts
+        # are most of the victim's, so the final check below finds it out of step too
+        off = _off_grid(_select_times(net, victim, since=restarted), late=NEAR)
         assert not off, f"{victim}, restarted at {restarted:.2f} s, is out of step: {off}"
     finish(net)
+    began_at_zero(net)
 
     after = chain(net, victim)
     for before in durable:
@@ -260,7 +274,7 @@ def test_posbfl_device_killed_with_sigkill_restarts_catches_up_and_takes_part(tm
     syncs = [r for r in journal(net, victim) if r["kind"] == "sync"]
     assert len(syncs) == 3 and all(s["appended"] >= 1 for s in syncs[1:]), syncs  # caught up
     for node_id in net.ids:
-        assert not _off_grid(_select_times(net, node_id)), node_id
+        assert _in_step(_select_times(net, node_id)), (node_id, _select_times(net, node_id))
     chains = {n: chain(net, n) for n in net.ids}
     assert all(c == chains["d001"] for c in chains.values()), "ledgers disagree"
     assert len(chains["d001"]) == 1 + rounds
@@ -299,15 +313,14 @@ def test_dfl_node_killed_with_sigkill_resumes_with_its_reputation_table(tmp_path
         {**DFL, "protocol": {**DFL["protocol"], "ticks": ticks}, "nodes": {"count": 4}},
     )
     victim = "n000"
-    delay = min(30.0, 8.0 + 1.5 * os.getloadavg()[0])  # DFL nodes may begin late
-    net = launch(nets, config, tmp_path / "run", 150, delay)
+    net = launch(nets, config, tmp_path / "run", STARTUP + 180)
     wait_until(
-        lambda: metric_rows(since_last_begin(net, victim), "dfl_updates"),
-        delay + ticks,
+        lambda: metric_rows(since_last_begin(net, victim), "updates"),
+        STARTUP + ticks,
         f"a model update on {victim}",
     )
     kill9(net, victim)
-    journaled = max(r["value"] for r in metric_rows(journal(net, victim), "dfl_updates"))
+    journaled = max(r["value"] for r in metric_rows(journal(net, victim), "updates"))
     durable = chain(net, victim)
     saved = _state(net, victim)
     # (a) persisted: the table after its last update, written before that update's metric
@@ -317,16 +330,17 @@ def test_dfl_node_killed_with_sigkill_resumes_with_its_reputation_table(tmp_path
     net.start_node(victim)  # same data dir, port and epoch
     wait_until(lambda: len(begins(net, victim)) == 2, 90, f"{victim} to begin again")
     finish(net)  # (c) it finished
+    began_at_zero(net)
 
     # (a) it resumed with the persisted table: on Start it emits what it restored
     after = since_last_begin(net, victim)
     restored: dict[str, float] = {}
     for r in after[1:]:  # the lines Start wrote, right after the begin line
-        if r["kind"] != "metric" or r["name"] != "dfl_reputation":
+        if r["kind"] != "metric" or r["name"] != "reputation":
             break
         restored[r["tags"]["peer"]] = r["value"]
     assert restored == saved.reputation, (restored, saved)
-    counted = [r["value"] for r in metric_rows(after, "dfl_updates")]
+    counted = [r["value"] for r in metric_rows(after, "updates")]
     assert all(c > saved.updates for c in counted), (saved.updates, counted)  # counts on
     # (b) its own chain kept every durable block and verifies
     own = chain(net, victim)

@@ -11,7 +11,6 @@ restarts from its store and catches up) and of f backups.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +168,7 @@ def test_a_restored_engine_replica_rejoins_without_re_executing():
 
 @pytest.mark.slow
 def test_localnet_of_seven_replicas_survives_sigkill_of_primary_and_f_backups(tmp_path, nets):  # noqa: F811
-    from test_net_bfl import begins, finish, kill9, launch, metric_rows, since_last_begin
+    from test_net_bfl import STARTUP, begins, finish, kill9, launch, metric_rows, since_last_begin
     from test_net_processes import journal, wait_until
 
     requests = 200
@@ -181,8 +180,7 @@ def test_localnet_of_seven_replicas_survives_sigkill_of_primary_and_f_backups(tm
     raw.pop("max_time")
     path = tmp_path / "net.yaml"
     path.write_text(yaml.safe_dump(raw))
-    delay = min(90.0, 25.0 + 3.0 * os.getloadavg()[0])  # 8 processes import torch first
-    net = launch(nets, path, tmp_path / "run", delay + 240, delay)
+    net = launch(nets, path, tmp_path / "run", STARTUP + 240)  # the epoch waits for all 8
 
     def blocks(node_id: str) -> int:
         return len(metric_rows(journal(net, node_id), "block"))
@@ -191,7 +189,7 @@ def test_localnet_of_seven_replicas_survives_sigkill_of_primary_and_f_backups(tm
         start = blocks(node_id)
         wait_until(lambda: blocks(node_id) >= start + more, 40, what)
 
-    wait_until(lambda: blocks("r01") >= 4, delay + 60, "blocks before the first kill")
+    wait_until(lambda: blocks("r01") >= 4, STARTUP + 60, "blocks before the first kill")
     kill9(net, "r00")  # the primary of view 0
     durable = [b.hash for b in chains(tmp_path / "run", ["r00"])["r00"]]
     progress("r01", 4, "blocks after a view change away from the killed primary")

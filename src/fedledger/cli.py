@@ -152,13 +152,15 @@ def chain_verify(
     path: Annotated[Path, typer.Argument(help="a node's ledger database, node dir or run dir")],
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
-    """Verify every ledger under PATH: signatures, ids, links, Merkle roots, finality, blobs."""
+    """Verify every ledger under PATH: signatures, ids, links, Merkle roots, finality, blobs;
+    inside a run directory also what its config and journal say must be there (every
+    node's ledger, each node's own models, agreeing heads, no head below a recorded one)."""
     from fedledger.assembly.plugins import registries
-    from fedledger.ledger.audit import audit_path
+    from fedledger.experiment.audit_run import verify
 
     registries()  # protocols register the record types their blocks hold
     try:
-        report = audit_path(path)
+        report = verify(path)
     except FedledgerError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -167,7 +169,15 @@ def chain_verify(
         console.print(f"[green]ok[/]: {report.describe()}")
     else:
         err_console.print(f"[bold red]FAILED[/]: {report.describe()}", highlight=False)
+        for problem in report.problems[1:_SHOWN_PROBLEMS]:
+            err_console.print(f"  also: {problem}", highlight=False)
+    if not as_json:
+        for note in report.notes:
+            console.print(f"[yellow]note[/]: {note}", highlight=False)
     raise typer.Exit(code=0 if report.ok else 1)
+
+
+_SHOWN_PROBLEMS = 10  # chain verify prints the first ones; --json has them all
 
 
 # ---------------------------------------------------------------- real network
@@ -187,7 +197,16 @@ def node(
         typer.Option("-o", "--override", help="key.path=value (repeatable); same on every node"),
     ] = None,
     key: Annotated[
-        Path | None, typer.Option(help="PEM private key file of this node (fedledger.crypto)")
+        Path | None,
+        typer.Option(help="this node's PEM private key file (`fedledger keygen`); with --genesis"),
+    ] = None,
+    genesis: Annotated[
+        Path | None,
+        typer.Option(
+            help="the network's signed genesis file (`fedledger genesis`): members' public "
+            "keys by node id. Without it every key is derived from the config's seed, which "
+            "is allowed on loopback addresses only"
+        ),
     ] = None,
     max_frame: Annotated[
         int | None, typer.Option(help="largest frame in bytes (default: from the model size)")
@@ -211,6 +230,15 @@ def node(
             "too): event times are wall seconds since it, and a node up before it waits for "
             "it to start the protocol; without it a node counts from its own start, so its "
             "clock does not line up with its peers'"
+        ),
+    ] = None,
+    epoch_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="a file that will hold the network's epoch (UNIX seconds as text, written "
+            "by the launcher once every node is ready): a node that is ready before it "
+            "exists says 'ready' and waits for it; one started later reads it at once. "
+            "Not with --epoch"
         ),
     ] = None,
 ) -> None:
@@ -249,6 +277,8 @@ def node(
             exit_with_parent=exit_with_parent,
             max_frame=max_frame,
             epoch=epoch,
+            epoch_file=epoch_file,
+            genesis_file=genesis,
         )
         host = NodeHost(options)
     except (FedledgerError, ValueError, OSError) as exc:
@@ -262,6 +292,78 @@ def node(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+@app.command()
+def keygen(
+    out: Annotated[Path, typer.Option(help="directory for the key files")],
+    node_id: Annotated[str, typer.Option("--node", help="the node's id, e.g. server or c003")],
+    force: Annotated[bool, typer.Option(help="overwrite an existing key file")] = False,
+) -> None:
+    """Create a node's random Ed25519 key: OUT/<node>.key (private, mode 0600) and
+    OUT/<node>.pub.json (its member file, for `fedledger genesis`)."""
+    from fedledger.assembly.services import member_json
+    from fedledger.crypto import KeyPair, save_keypair
+
+    if not node_id or "/" in node_id or node_id.startswith("."):
+        raise _fail(ValueError(f"--node {node_id!r}: must be a node id such as c003"))
+    private = out / f"{node_id}.key"
+    public = out / f"{node_id}.pub.json"
+    if private.exists() and not force:
+        raise _fail(ValueError(f"{private} exists; a node keeps its key (--force replaces it)"))
+    key = KeyPair.generate("ed25519")
+    try:
+        save_keypair(key, private)
+        public.write_text(member_json(node_id, key.public))
+    except OSError as exc:
+        raise _fail(exc) from None
+    console.print(f"{node_id}: private key {private} (0600), member file {public}")
+
+
+@app.command()
+def genesis(
+    members: Annotated[list[Path], typer.Argument(help="member files (<node>.pub.json)")],
+    config: Annotated[Path, typer.Option("--config", help="experiment YAML file")],
+    out: Annotated[Path, typer.Option(help="the genesis file to write")],
+    key: Annotated[
+        Path, typer.Option(help="the convener's PEM private key, which signs the genesis")
+    ],
+    override: Annotated[
+        list[str] | None,
+        typer.Option("-o", "--override", help="key.path=value (repeatable); same on every node"),
+    ] = None,
+) -> None:
+    """Sign a network's genesis file: the members' public keys by node id and the config
+    digest. Every node of the config must have a member file."""
+    from fedledger.assembly.build import build_protocol
+    from fedledger.assembly.config import load_config, to_yaml
+    from fedledger.assembly.services import GenesisFile, MembershipError, read_member_file
+    from fedledger.crypto import load_keypair
+
+    try:
+        cfg = load_config(config, tuple(override or ()))
+        node_ids = [p.node_id for p in build_protocol(cfg).plan(cfg.nodes.count, cfg.seed)]
+        keys = {}
+        for path in members:
+            node_id, public = read_member_file(path)
+            if node_id in keys:
+                raise MembershipError(f"{path}: a second member file for {node_id!r}")
+            keys[node_id] = public
+        if sorted(keys) != sorted(node_ids):
+            missing = sorted(set(node_ids) - set(keys))
+            extra = sorted(set(keys) - set(node_ids))
+            problems = [f"missing member files for {missing}"] if missing else []
+            problems += [f"member files of nodes not in the config: {extra}"] if extra else []
+            raise MembershipError(
+                f"the config's nodes are {sorted(node_ids)}; {', '.join(problems)}"
+            )
+        signed = GenesisFile.sign(keys, to_yaml(cfg), load_keypair(key))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(signed.to_json())
+    except (FedledgerError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    convener = signed.convener.to_bytes().hex()[:16]
+    console.print(f"genesis of {len(keys)} members written to {out}, signed by {convener}")
 
 
 def _die_with_parent() -> None:
@@ -298,8 +400,9 @@ def localnet(
     start_delay: Annotated[
         float | None,
         typer.Option(
-            help="seconds from the launch to the network's epoch, when the nodes start the "
-            "protocol together (default: 5 + 4 x node processes / CPU cores)"
+            help="a fixed number of seconds from the launch to the network's epoch, when "
+            "the nodes start the protocol together (default: the epoch is set once every "
+            "node is ready, however long that takes)"
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress view")] = False,
@@ -346,12 +449,12 @@ def localnet(
     ]
     if counters.late_starts:
         slow = ", ".join(f"{n} +{s:.1f} s" for n, s in counters.late_starts.items())
-        rows.append(
-            (
-                "started after the epoch",
-                f"{slow} (raise --start-delay above {counters.start_delay:g} s)",
-            )
+        hint = (
+            f"raise --start-delay above {counters.start_delay:g} s"
+            if net.start_delay is not None
+            else "the machine was too busy to start them on time"
         )
+        rows.append(("started after the epoch", f"{slow} ({hint})"))
     console.print(_key_value_table(f"fedledger localnet: {summary.name}", rows))
     if result.interrupted:
         raise typer.Exit(code=130)

@@ -4,19 +4,26 @@ The launcher resolves the config (file + overrides) into ``RUN_DIR/config.yaml``
 starts one ``fedledger node`` per planned node with that file, free loopback ports and
 ``--data-dir RUN_DIR``, so each node keeps its ledger, blobs, log and metrics under
 ``RUN_DIR/nodes/<id>/`` (the layout ``fedledger chain verify RUN_DIR`` reads). Of two
-neighbours, the node with the smaller id dials the other. Every node, a restarted one
-too, gets the same ``--epoch``: ``start_delay`` seconds after the launch, so the nodes
-that are up by then start their protocol together at network time 0 and one that comes
-later (or again) sees the network's current time. It then watches the nodes'
-status files, and ends when every node has exited; once one node has halted the others
-get ``grace`` seconds, and the whole run gets ``timeout`` seconds, after which the rest
-are stopped (SIGTERM, then SIGKILL). Finally it gathers the nodes' metric lines into the
-run directory with the simulator's ``finish_run`` (metrics.csv, metrics.jsonl,
-summary.json, plots).
+neighbours, the node with the smaller id dials the other.
+
+The network's epoch (network time 0): by default every node gets ``--epoch-file
+RUN_DIR/epoch``, and a watcher thread writes that file (atomically: temp file, rename)
+once every started node says ``ready`` in its status (peers connected, chains synced)
+or has exited, with the time ``EPOCH_MARGIN`` seconds later, so every node starts its
+protocol at time 0 however long the machine took to start them; a node started or
+restarted afterwards reads the file at once and sees the network's current time. With
+``start_delay`` every node, a restarted one too, gets a fixed ``--epoch`` instead,
+``start_delay`` seconds after the launch (nodes not ready by then begin late). The
+launcher then watches the nodes' status files, and ends when every node has exited;
+once one node has halted the others get ``grace`` seconds, and the whole run gets
+``timeout`` seconds, after which the rest are stopped (SIGTERM, then SIGKILL). Finally
+it gathers the nodes' metric lines into the run directory with the simulator's
+``finish_run`` (metrics.csv, metrics.jsonl, summary.json, plots).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -68,14 +75,26 @@ class LocalnetResult:
 #: a model's layout as the nodes journal it: (layer name, shape) pairs
 Layout = tuple[tuple[str, tuple[int, ...]], ...]
 
-#: longest start delay accepted (seconds between the launch and the network's epoch)
+#: longest start delay accepted (seconds between the launch and the network's epoch);
+#: also how long the epoch waits at most for every node to be ready
 MAX_START_DELAY = 600.0
+
+#: seconds from the moment every node is ready to the epoch the launcher writes (room
+#: for each node to see the file: nodes look every 50 ms)
+EPOCH_MARGIN = 1.0
+
+#: seconds between two looks at the nodes' status files before the epoch is written
+READY_POLL = 0.05
+
+#: a node's states from "ready" on (it is ready, or has its epoch already)
+READY_STATES = frozenset({"ready", "waiting", "running", "draining", "halted", "stopped"})
 
 
 def default_start_delay(processes: int, cpus: int | None = None) -> float:
-    """Seconds from the launch to the epoch: 5 s plus 4 CPU-seconds per node process
-    spread over the machine's cores (a node spends about that importing torch and
-    building its share of the experiment before it listens)."""
+    """A fixed start delay (``--start-delay``) that suits an idle machine: 5 s plus 4
+    CPU-seconds per node process spread over the machine's cores (a node spends about
+    that importing torch and building its share of the experiment before it listens).
+    Without a start delay the epoch follows the nodes' readiness instead."""
     cores = max(1, cpus if cpus is not None else os.cpu_count() or 1)
     return round(5.0 + 4.0 * processes / cores, 1)
 
@@ -122,13 +141,17 @@ class Localnet:
         plans = list(protocol.plan(self.config.nodes.count, self.config.seed))
         self.roles = assign_roles(self.config, plans, protocol)
         self.ids = [r.plan.node_id for r in self.roles]
-        self.start_delay = (
-            default_start_delay(len(self.ids)) if start_delay is None else start_delay
-        )
+        # None: the epoch is written to epoch_file once every node is ready
+        self.start_delay = start_delay
         self.procs = ProcessSet()
         self.ports: dict[str, int] = {}
         self.started = 0.0
-        self.epoch = 0.0  # the network's epoch (UNIX seconds), set by start()
+        self.launched = 0.0  # UNIX time of start()
+        # the network's epoch (UNIX seconds): set by start() for a fixed start delay, by
+        # the watcher once every node is ready otherwise; None until then
+        self.epoch: float | None = None
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     @property
     def layout(self) -> RunLayout:
@@ -141,17 +164,31 @@ class Localnet:
     def node_dir(self, node_id: str) -> Path:
         return self.layout.node(node_id).root
 
+    @property
+    def epoch_file(self) -> Path:
+        """Where the launcher writes the network's epoch (``--epoch-file`` of every node)."""
+        return self.run_dir / "epoch"
+
     def start(self, only: Iterable[str] | None = None) -> None:
         """Start every node (or the ``only`` ones; others can be started later)."""
         RunDir(self.run_dir).write_config(self.config)
         self.ports = dict(zip(self.ids, free_ports(len(self.ids)), strict=True))
         self.dials = dial_plan(self.roles)
         self.started = time.perf_counter()
-        self.epoch = time.time() + self.start_delay
+        self.launched = time.time()
+        self.epoch_file.unlink(missing_ok=True)  # a new network, a new epoch
+        if self.start_delay is not None:
+            self.epoch = self.launched + self.start_delay
         wanted = set(self.ids if only is None else only)
         for node_id in self.ids:
             if node_id in wanted:
                 self.start_node(node_id)
+        if self.start_delay is None:
+            self._stopping.clear()
+            self._watcher = threading.Thread(
+                target=self._write_epoch_when_ready, name="localnet-epoch", daemon=True
+            )
+            self._watcher.start()
 
     def start_node(self, node_id: str) -> None:
         """(Re)start one node with its port, peers, data dir and the network's epoch."""
@@ -164,9 +201,35 @@ class Localnet:
             [self.ports[p] for p in self.dials[node_id]],
             self.run_dir,
             self.node_args,
-            epoch=self.epoch,
+            epoch=self.epoch if self.start_delay is not None else None,
+            epoch_file=self.epoch_file if self.start_delay is None else None,
         )
         self.procs.start(node_id, argv, self.layout.node(node_id).log)
+
+    def ready(self) -> bool:
+        """Whether every started node is ready (or past it) or has exited."""
+        for node_id, proc in list(self.procs.procs.items()):
+            if not proc.alive():
+                continue
+            status = read_status(self.node_dir(node_id)) or {}
+            # the pid: a status file left by an earlier process is not this one's
+            if status.get("pid") != proc.pid or status.get("state") not in READY_STATES:
+                return False
+        return True
+
+    def _write_epoch_when_ready(self) -> None:
+        """The watcher thread: write the epoch file once every started node is ready
+        (at the latest ``MAX_START_DELAY`` s after the launch)."""
+        deadline = time.monotonic() + MAX_START_DELAY
+        while not self._stopping.wait(READY_POLL):
+            if self.ready() or time.monotonic() > deadline:
+                epoch = time.time() + EPOCH_MARGIN
+                tmp = self.epoch_file.with_name(f".{self.epoch_file.name}.tmp")
+                with contextlib.suppress(OSError):  # run dir gone: the run is over
+                    tmp.write_text(f"{epoch:.6f}\n")
+                    os.replace(tmp, self.epoch_file)
+                    self.epoch = epoch
+                return
 
     def views(self) -> list[NodeView]:
         out = []
@@ -215,8 +278,17 @@ class Localnet:
             time.sleep(tick)
 
     def stop(self) -> dict[str, int | None]:
+        self._stopping.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(5.0)
         self.procs.stop()
         return {n: p.returncode for n, p in sorted(self.procs.procs.items())}
+
+    def _start_delay_seen(self) -> float:
+        """Seconds from the launch to the network's epoch (0 when it was never set)."""
+        if self.epoch is None:
+            return 0.0
+        return round(self.epoch - self.launched, 3)
 
     def gather(self, interrupted: bool = False) -> LocalnetResult:
         """Write the run directory from the nodes' metric files."""
@@ -231,13 +303,17 @@ class Localnet:
         halted = 0
         end = 0.0
         late: dict[str, float] = {}
+        # a node's times count from the epoch it knew (a "start" line's, then an "epoch"
+        # line's); shifted to the network's. Epoch never written: each node's own clock
+        reference = self.epoch
         for node_id in self.ids:
             offset = 0.0
             begins = 0
             for item in read_journal(self.layout.node(node_id).journal):
                 kind = item.pop("kind")
+                if kind in ("start", "epoch") and reference is not None:
+                    offset = float(item.get("epoch", reference)) - reference
                 if kind == "start":
-                    offset = float(item.get("epoch", self.epoch)) - self.epoch
                     if layout is None and "layout" in item:
                         layout = _layout(item["layout"])
                 elif kind == "begin":
@@ -291,7 +367,7 @@ class Localnet:
             connections=totals.get("connections", 0),
             drops=dict(sorted(drops.items())),
             nodes_halted=halted,
-            start_delay=self.start_delay,
+            start_delay=self._start_delay_seen(),
             late_starts=dict(sorted(late.items())),
             exit_codes=exit_codes,
             interrupted=interrupted,

@@ -34,7 +34,9 @@ class DropReason(enum.StrEnum):
     BAD_BLOCK = "bad_block"  # a synced block the ledger verifier refused
     QUEUE_FULL = "queue_full"  # outbound queue to a peer overflowed; oldest dropped
     SEND_FAILED = "send_failed"  # the connection broke while a message was being sent
-    TOO_MANY_CONNECTIONS = "too_many_connections"
+    TOO_MANY_CONNECTIONS = "too_many_connections"  # refused: the node is closing
+    # an unauthenticated connection closed to make room for a newer one
+    HANDSHAKE_EVICTED = "handshake_evicted"
 
 
 class FrameError(Exception):

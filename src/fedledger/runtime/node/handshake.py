@@ -11,13 +11,19 @@ that the claimed node id belongs to the network and that the key is that node's 
 that the Auth signature over both fresh nonces verifies under that key: so the peer
 holds the private key now, and an old handshake cannot be replayed. Both then derive the
 session id from the two nonces; every later envelope is bound to it.
+
+Under TLS (``tls``) both sides sign a digest bound to the listener's certificate, so the
+handshake also pins the encrypted channel to the member keys.
+
+The whole handshake has one absolute deadline (``timeout`` seconds from its start), not a
+timeout per read: a peer that sends one byte at a time cannot keep it open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from fedledger.codec import CodecError, decode_as, encode
@@ -29,6 +35,7 @@ from fedledger.runtime.node.framing import (
     NetCounters,
     encode_frame,
 )
+from fedledger.runtime.node.tls import bound_network
 from fedledger.runtime.node.wire import (
     NONCE_SIZE,
     VERSION,
@@ -67,8 +74,8 @@ class FramedStream:
 
     async def read_frame(self, timeout: float | None = None) -> bytes | None:
         """The next frame; None at a clean end of stream; FrameError when the stream is
-        bad (oversized prefix, truncated frame); TimeoutError after ``timeout`` seconds
-        without a complete frame."""
+        bad (oversized prefix, truncated frame); TimeoutError when no bytes at all arrive
+        for ``timeout`` seconds (a per-read limit: the handshake sets an absolute one)."""
         while not self._ready:
             data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
             if not data:
@@ -119,13 +126,9 @@ class Session:
     dialer: str  # node id of the side that opened the connection
 
 
-async def _read_record(stream: FramedStream, cls: type, timeout: float) -> object:
+async def _read_record(stream: FramedStream, cls: type) -> object:
     try:
-        frame = await stream.read_frame(timeout)
-    except TimeoutError:
-        raise HandshakeError(
-            DropReason.HANDSHAKE_TIMEOUT, f"no {cls.__name__} in {timeout} s"
-        ) from None
+        frame = await stream.read_frame()
     except FrameError as err:
         raise HandshakeError(err.reason, err.detail) from None
     if frame is None:
@@ -158,29 +161,68 @@ def _check_hello(me: Identity, hello: Hello) -> PublicKey:
     return key
 
 
-async def dial_handshake(me: Identity, stream: FramedStream, timeout: float) -> Session:
-    own = me.hello()
-    await stream.write_frame(encode(own))
-    peer = await _read_record(stream, Hello, timeout)
-    assert isinstance(peer, Hello)
-    key = _check_hello(me, peer)
-    await stream.write_frame(encode(sign_auth(me.key, me.network, own, peer)))
-    auth = await _read_record(stream, Auth, timeout)
-    assert isinstance(auth, Auth)
-    if not auth_ok(key, auth, me.network, peer, own):
-        raise HandshakeError(DropReason.BAD_SIGNATURE, f"{peer.node_id} did not prove its key")
-    return Session(peer.node_id, session_id(me.network, own.nonce, peer.nonce), me.node_id)
+async def _within(timeout: float, work: Awaitable[Session]) -> Session:
+    """``work`` if it completes within ``timeout`` seconds from now; HandshakeError
+    (HANDSHAKE_TIMEOUT) otherwise, however the peer paces its bytes."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await work
+    except TimeoutError:
+        raise HandshakeError(
+            DropReason.HANDSHAKE_TIMEOUT, f"handshake not complete within {timeout} s"
+        ) from None
 
 
-async def accept_handshake(me: Identity, stream: FramedStream, timeout: float) -> Session:
-    peer = await _read_record(stream, Hello, timeout)
-    assert isinstance(peer, Hello)
-    key = _check_hello(me, peer)
+async def dial_handshake(
+    me: Identity, stream: FramedStream, timeout: float, binding: bytes = b""
+) -> Session:
+    """Open a session as the dialing side, all of it within ``timeout`` seconds;
+    ``binding``: the TLS channel's (``tls.peer_binding``), signed with the nonces."""
+    return await _within(timeout, _dial(me, stream, binding))
+
+
+async def accept_handshake(
+    me: Identity,
+    stream: FramedStream,
+    timeout: float,
+    on_hello: Callable[[], None] | None = None,
+    binding: bytes = b"",
+) -> Session:
+    """Answer a session as the listening side, all of it within ``timeout`` seconds;
+    ``on_hello`` is called once the peer's Hello names a member key of this network;
+    ``binding``: the TLS channel's (``TlsContexts.own_binding``)."""
+    return await _within(timeout, _accept(me, stream, on_hello, binding))
+
+
+async def _dial(me: Identity, stream: FramedStream, binding: bytes) -> Session:
+    net = bound_network(me.network, binding)
     own = me.hello()
     await stream.write_frame(encode(own))
-    auth = await _read_record(stream, Auth, timeout)
+    peer = await _read_record(stream, Hello)
+    assert isinstance(peer, Hello)
+    key = _check_hello(me, peer)
+    await stream.write_frame(encode(sign_auth(me.key, net, own, peer)))
+    auth = await _read_record(stream, Auth)
     assert isinstance(auth, Auth)
-    if not auth_ok(key, auth, me.network, peer, own):
+    if not auth_ok(key, auth, net, peer, own):
         raise HandshakeError(DropReason.BAD_SIGNATURE, f"{peer.node_id} did not prove its key")
-    await stream.write_frame(encode(sign_auth(me.key, me.network, own, peer)))
-    return Session(peer.node_id, session_id(me.network, peer.nonce, own.nonce), peer.node_id)
+    return Session(peer.node_id, session_id(net, own.nonce, peer.nonce), me.node_id)
+
+
+async def _accept(
+    me: Identity, stream: FramedStream, on_hello: Callable[[], None] | None, binding: bytes
+) -> Session:
+    net = bound_network(me.network, binding)
+    peer = await _read_record(stream, Hello)
+    assert isinstance(peer, Hello)
+    key = _check_hello(me, peer)
+    if on_hello is not None:
+        on_hello()
+    own = me.hello()
+    await stream.write_frame(encode(own))
+    auth = await _read_record(stream, Auth)
+    assert isinstance(auth, Auth)
+    if not auth_ok(key, auth, net, peer, own):
+        raise HandshakeError(DropReason.BAD_SIGNATURE, f"{peer.node_id} did not prove its key")
+    await stream.write_frame(encode(sign_auth(me.key, net, own, peer)))
+    return Session(peer.node_id, session_id(net, peer.nonce, own.nonce), peer.node_id)

@@ -1,7 +1,9 @@
 """One protocol node in its own process: the wall clock, asyncio TCP, a job thread.
 
 The host builds the experiment exactly as the simulator does (``build_experiment(config,
-data_dir, only=node_id)``: same data share, learner, attack, keys, ledger) and executes
+data_dir, only=node_id)``: same data share, learner, attack, keys, ledger; with
+``--genesis`` the keys and genesis block come from the signed genesis file and ``--key``,
+and the transport speaks TLS) and executes
 the node's effects the way the simulator does: ``Send``/``Broadcast`` (to the plan's
 peers) through the transport; ``SetTimer`` replaces a timer of the same key;
 ``RunJob`` and model measurement run in one worker thread so the event loop keeps
@@ -10,12 +12,16 @@ flushes the outboxes and ends the process.
 
 Every event carries the network time: wall seconds since the network's epoch
 (``--epoch``, the same UNIX time for every node of a network; without it, the process's
-own start). The host anchors it to the monotonic loop clock once at start-up, so it never
-jumps backwards within a process. A node that is up before the epoch waits for it before
-``Start`` (the whole network starts its protocol at time 0); a node that starts late or
-restarts gets ``Start`` with the current network time, so its protocol can tell where the
-others are. A protocol handler that raises is logged and counted, and the node
-carries on (it never crashes on what a peer sent).
+own start). The host anchors it to the monotonic loop clock at start-up, so it never
+jumps backwards within a process. With ``--epoch-file`` the epoch is not known yet: once
+the node is ready (peers connected, shared chains synced) and the file does not exist,
+it says ``ready`` in its status, polls the file every 50 ms, then anchors its clock to
+the epoch read (before any timer is set) and journals an ``epoch`` line; a node started
+or restarted once the file exists reads it at start-up, as ``--epoch``. A node that is
+up before the epoch waits for it before ``Start`` (the whole network starts its protocol
+at time 0); a node that starts late or restarts gets ``Start`` with the current network
+time, so its protocol can tell where the others are. A protocol handler that raises is
+logged and counted, and the node carries on (it never crashes on what a peer sent).
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import logging
 import os
 import signal
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +42,7 @@ import numpy as np
 from fedledger.assembly.build import build_experiment
 from fedledger.assembly.metrics import MetricRow, recorder_for
 from fedledger.assembly.services import node_keys
+from fedledger.learning.executor import ThreadExecutor
 from fedledger.ledger.verify import Verifier
 from fedledger.protocols.base import (
     BASE_EFFECTS,
@@ -55,7 +63,14 @@ from fedledger.runtime.node.blobs_fetch import fetch_blob, serve_blob
 from fedledger.runtime.node.framing import NetCounters
 from fedledger.runtime.node.handshake import Identity
 from fedledger.runtime.node.journal import Journal
-from fedledger.runtime.node.options import NodeOptions, default_max_frame, network_text, own_key
+from fedledger.runtime.node.options import (
+    NodeOptions,
+    default_max_frame,
+    load_membership,
+    network_text,
+    own_key,
+    read_epoch_file,
+)
 from fedledger.runtime.node.rpc import Rpc
 from fedledger.runtime.node.sync import catch_up, serve_blocks
 from fedledger.runtime.node.transport import Transport
@@ -70,24 +85,34 @@ from fedledger.storage.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
+#: seconds between two looks at the ``--epoch-file`` of a ready node
+EPOCH_POLL = 0.05
+
 
 class NodeHost:
     def __init__(self, options: NodeOptions) -> None:
         self.options = options
         config = options.config
         self.node_id = options.node_id
-        self.exp = build_experiment(config, options.data_dir, only=self.node_id)
+        membership = load_membership(options)
+        self.exp = build_experiment(
+            config, options.data_dir, only=self.node_id, membership=membership
+        )
         self.node = self.exp.nodes[self.node_id]
         self.role = self.exp.role(self.node_id)
         self.plan = self.role.plan
         self.services = self.exp.services[self.node_id]
         self.resources = self.exp.protocol.resources(self.plan, self.exp.plans)
         self.dir = RunLayout(options.data_dir).node(self.node_id).root
-        keys = node_keys(self.exp.plans, config.seed)
-        key = keys[self.node_id]
-        if options.key_file is not None:
-            key = own_key(options.key_file, key, self.node_id)
-        members = {n: k.public for n, k in keys.items()}
+        if membership is not None:
+            key = membership.key
+            members = dict(membership.genesis.members)
+        else:
+            keys = node_keys(self.exp.plans, config.seed)
+            key = keys[self.node_id]
+            if options.key_file is not None:
+                key = own_key(options.key_file, key, self.node_id)
+            members = {n: k.public for n, k in keys.items()}
         network = network_digest(network_text(config), self.services.genesis.hash)
         self.identity = Identity(self.node_id, key, network, members)
         self.net = options.net
@@ -95,6 +120,8 @@ class NodeHost:
             self.net = replace(options.net, max_frame=default_max_frame(self.node.setup))
         elif options.max_frame != options.net.max_frame:
             self.net = replace(options.net, max_frame=options.max_frame)
+        if membership is not None:  # a real network: encrypted (derived keys: loopback only)
+            self.net = replace(self.net, tls=True)
         self.counters = NetCounters()
         self.effects = EffectTable.for_host("real-node host", self)
         self.effects.require((*BASE_EFFECTS, *self.exp.protocol.effects), "the protocol")
@@ -105,7 +132,9 @@ class NodeHost:
             node=self.node_id,
             on_summary=self.journal.step_summary,
         )
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix=f"jobs-{self.node_id}")
+        # jobs and model measurement, one at a time off the event loop (the learning
+        # layer's executor interface; a Ray executor would plug in here)
+        self.worker = ThreadExecutor(1, prefix=f"jobs-{self.node_id}")
         self.state = "starting"
         self.port = 0
         self.handler_errors = 0
@@ -123,9 +152,18 @@ class NodeHost:
     async def run(self) -> int:
         """Run until the protocol halts or a signal arrives; return the exit code."""
         loop = asyncio.get_running_loop()
+        epoch_file = self.options.epoch_file
+        if epoch_file is not None:
+            try:
+                found = read_epoch_file(epoch_file)
+            except ValueError as exc:
+                log.error("node %s: %s", self.node_id, exc)
+                return 2
+            if found is not None:  # a node (re)started once the network has its epoch
+                self.epoch, self.epoch_given = found, True
         if not self.epoch_given:
             self.epoch = time.time()
-        self._t0 = loop.time() - (time.time() - self.epoch)
+        self._anchor(self.epoch)
         self.transport = Transport(self.identity, self.net, self.counters)
         self.rpc = Rpc(self.transport)
         self._halted = asyncio.Event()
@@ -147,6 +185,7 @@ class NodeHost:
                 "time": round(self._now(), 6),
                 "epoch": self.epoch,
                 "epoch_given": self.epoch_given,
+                "epoch_file": None if epoch_file is None else str(epoch_file),
                 "pid": os.getpid(),
                 "port": self.port,
                 # the model's layout, for the step metrics localnet combines
@@ -160,7 +199,7 @@ class NodeHost:
             self.port,
             self._now(),
             self.epoch,
-            "--epoch" if self.epoch_given else "this process's start: no --epoch",
+            self._epoch_source(),
         )
         main = asyncio.create_task(self._main())
         stopper = asyncio.create_task(stop.wait())
@@ -184,6 +223,8 @@ class NodeHost:
             self.state = "syncing"
             for name in sorted(shared):
                 await self._sync(name)
+        if self.options.epoch_file is not None and not self.epoch_given:
+            await self._await_epoch_file(self.options.epoch_file)
         ahead = -self._now()
         if ahead > 0:
             self.state = "waiting"
@@ -200,13 +241,13 @@ class NodeHost:
         await self._halted.wait()
         self.state = "draining"
         await self.transport.drain(self.net.drain_timeout)
-        await asyncio.get_running_loop().run_in_executor(self.worker, self.recorder.finish)
+        await asyncio.get_running_loop().run_in_executor(self.worker.pool, self.recorder.finish)
         self.state = "halted"
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         for handle in self._timers.values():
             handle.cancel()
-        self.worker.shutdown(wait=False, cancel_futures=True)
+        self.worker.shutdown()
         self.journal.write(
             "halt" if self.state == "halted" else "stop",
             {"time": self._now(), "pid": os.getpid(), "handler_errors": self.handler_errors},
@@ -260,6 +301,31 @@ class NodeHost:
                 "height": ledger.head().height,
             },
         )
+
+    async def _await_epoch_file(self, path: Path) -> None:
+        """Say ``ready`` and wait for the network's epoch to appear in ``path``."""
+        self.state = "ready"
+        self._write_status()  # at once: the launcher writes the epoch when all are ready
+        log.info("node %s is ready; waiting for the network's epoch in %s", self.node_id, path)
+        while (epoch := read_epoch_file(path)) is None:
+            await asyncio.sleep(EPOCH_POLL)
+        self.epoch, self.epoch_given = epoch, True
+        self._anchor(epoch)
+        self.journal.write("epoch", {"time": round(self._now(), 6), "epoch": epoch})
+        log.info("node %s: network time %.3f s (epoch %.3f)", self.node_id, self._now(), epoch)
+
+    def _anchor(self, epoch: float) -> None:
+        """Make network time 0 fall on ``epoch`` (UNIX seconds)."""
+        self._t0 = asyncio.get_running_loop().time() - (time.time() - epoch)
+
+    def _epoch_source(self) -> str:
+        if self.options.epoch is not None:
+            return "--epoch"
+        if self.epoch_given:
+            return f"--epoch-file {self.options.epoch_file}"
+        if self.options.epoch_file is not None:
+            return f"this process's start until --epoch-file {self.options.epoch_file} is written"
+        return "this process's start: no --epoch"
 
     def _now(self) -> float:
         """Network time: wall seconds since the epoch (monotonic within this process)."""

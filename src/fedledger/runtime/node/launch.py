@@ -48,9 +48,13 @@ def node_argv(
     extra: Sequence[str] = (),
     host: str = LOOPBACK,
     epoch: float | None = None,
+    epoch_file: Path | None = None,
 ) -> list[str]:
     """The command line of ``fedledger node`` for one local node (``epoch``: the
-    network's, UNIX seconds; None: the node counts from its own start)."""
+    network's, UNIX seconds; ``epoch_file``: where the launcher will write it once every
+    node is ready; neither: the node counts from its own start)."""
+    if epoch is not None and epoch_file is not None:
+        raise ValueError(f"epoch {epoch!r} and epoch file {epoch_file}: give one, not both")
     argv = [
         sys.executable,
         "-m",
@@ -70,6 +74,8 @@ def node_argv(
         argv += ["--peers", ",".join(f"{host}:{p}" for p in peers)]
     if epoch is not None:
         argv += ["--epoch", f"{epoch:.6f}"]
+    if epoch_file is not None:
+        argv += ["--epoch-file", str(epoch_file)]
     return argv + list(extra)
 
 

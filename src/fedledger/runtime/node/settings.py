@@ -14,22 +14,32 @@ class NetSettings:
     max_frame: int = DEFAULT_MAX_FRAME
     queue_size: int = 256  # messages waiting per peer
     inbox_size: int = 1024  # received messages waiting for the protocol
-    handshake_timeout: float = 5.0
+    handshake_timeout: float = 5.0  # absolute deadline of a whole handshake
     ping_interval: float = 1.0
     idle_timeout: float = 10.0
     backoff_min: float = 0.1
     backoff_max: float = 5.0
     max_handshakes: int = 64  # connections being authenticated at once
+    # ... of which from one source address (a full address loses its oldest one)
+    max_handshakes_per_address: int = 8
     chunk_size: int = 1024 * 1024  # blob transfer chunk
     request_timeout: float = 10.0  # one blob chunk or block batch
     start_wait: float = 60.0  # seconds to wait for the protocol's peers before Start
     drain_timeout: float = 5.0  # seconds to flush outboxes after Halt
+    # TLS 1.3 under the handshake (``tls``): on for every node started from a genesis file
+    tls: bool = False
 
     def __post_init__(self) -> None:
         check_max_frame(self.max_frame)
-        for name in ("queue_size", "inbox_size", "max_handshakes", "chunk_size"):
+        counts = ("queue_size", "inbox_size", "max_handshakes", "max_handshakes_per_address")
+        for name in (*counts, "chunk_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"NetSettings.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("handshake_timeout", "ping_interval", "idle_timeout", "request_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"NetSettings.{name} must be > 0 seconds, got {getattr(self, name)!r}"
+                )
         if self.chunk_size + 1024 > self.max_frame:
             raise ValueError(
                 f"chunk_size {self.chunk_size} + 1024 bytes of envelope must fit the frame "

@@ -12,7 +12,13 @@ or a failed handshake closes the connection; a bad signature or a replayed seque
 number drops the frame. Each is counted by reason. A connection that shows no frame for
 ``idle_timeout`` seconds (pings go every ``ping_interval``) is closed; the dialing side
 reconnects with exponential backoff and jitter. When two nodes dial each other, both
-keep the connection opened by the node with the smaller id.
+keep the connection opened by the node with the smaller id. With ``settings.tls`` every
+connection is TLS 1.3, pinned to the member keys by the handshake (``tls``).
+
+Unauthenticated connections: a handshake (TLS included) must finish within
+``handshake_timeout`` seconds of the accept, an absolute deadline; which handshakes are
+kept under ``max_handshakes`` and ``max_handshakes_per_address`` is ``admission``'s rule
+(evictions counted ``handshake_evicted``).
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections import deque
 
 from fedledger.codec import CodecError, decode, decode_as, encode
 from fedledger.protocols.base import Message
+from fedledger.runtime.node.admission import Admission, source_of
 from fedledger.runtime.node.framing import (
     DropReason,
     FrameError,
@@ -39,6 +47,7 @@ from fedledger.runtime.node.handshake import (
     dial_handshake,
 )
 from fedledger.runtime.node.settings import NetSettings
+from fedledger.runtime.node.tls import TlsContexts, make_tls, peer_binding
 from fedledger.runtime.node.wire import (
     BlobReply,
     BlobRequest,
@@ -230,8 +239,9 @@ class Transport:
         self._addr_peer: dict[tuple[str, int], str] = {}
         self._server: asyncio.Server | None = None
         self._dialers: list[asyncio.Task[None]] = []
-        self._handshaking = 0
+        self.admission = Admission(settings.max_handshakes, settings.max_handshakes_per_address)
         self._closing = False
+        self.tls: TlsContexts | None = make_tls() if settings.tls else None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -307,25 +317,70 @@ class Transport:
         log.info("connected to %s (dialed by %s)", session.peer, session.dialer)
         return conn
 
+    async def _secure(
+        self, writer: asyncio.StreamWriter, deadline: float, server_side: bool
+    ) -> bytes:
+        """Start TLS 1.3 on a fresh connection when enabled, by ``deadline`` (loop time);
+        the channel binding the handshake then signs (empty without TLS)."""
+        if self.tls is None:
+            return b""
+        try:
+            async with asyncio.timeout_at(deadline):
+                if server_side:
+                    await writer.start_tls(self.tls.server)
+                    return self.tls.own_binding
+                await writer.start_tls(self.tls.client, server_hostname="fedledger-node")
+                return peer_binding(writer)
+        except TimeoutError:
+            raise HandshakeError(
+                DropReason.HANDSHAKE_TIMEOUT, "no TLS 1.3 session within the handshake deadline"
+            ) from None
+        except ssl.SSLError as err:
+            raise HandshakeError(DropReason.BAD_HANDSHAKE, f"TLS: {err}") from None
+
+    def pending_handshakes(self) -> dict[str, int]:
+        """Connections still in their handshake, by source address."""
+        return self.admission.by_source()
+
     async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._closing or self._handshaking >= self.settings.max_handshakes:
+        if self._closing:
             self.counters.drop(DropReason.TOO_MANY_CONNECTIONS)
             writer.transport.abort()
             return
-        self._handshaking += 1
+        peername = writer.get_extra_info("peername")
+        address = source_of(str(peername[0])) if isinstance(peername, tuple) and peername else "?"
+        victim = self.admission.make_room(address)
+        if victim is not None:
+            self.counters.drop(DropReason.HANDSHAKE_EVICTED)
+            log.info("closed a handshake from %s to make room", victim.address)
+            victim.writer.transport.abort()
+        pending = self.admission.add(address, writer)
         stream = FramedStream(reader, writer, self.settings.max_frame, self.counters)
+
+        def on_hello() -> None:
+            pending.member_hello = True
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.handshake_timeout
         try:
-            session = await accept_handshake(self.identity, stream, self.settings.handshake_timeout)
+            binding = await self._secure(writer, deadline, server_side=True)
+            session = await accept_handshake(
+                self.identity, stream, deadline - loop.time(), on_hello, binding
+            )
         except HandshakeError as err:
-            self.counters.drop(err.reason)
-            log.info("refused a connection: %s", err)
+            if not pending.evicted:
+                self.counters.drop(err.reason)
+                log.info("refused a connection from %s: %s", address, err)
             writer.transport.abort()
             return
         except (OSError, ConnectionError, RuntimeError):
             writer.transport.abort()
             return
         finally:
-            self._handshaking -= 1
+            self.admission.remove(pending)
+        if pending.evicted or self._closing:
+            writer.transport.abort()
+            return
         self._register(stream, session)
 
     async def _dial_loop(self, host: str, port: int) -> None:
@@ -345,8 +400,13 @@ class Transport:
                 delay = min(settings.backoff_max, delay * 2)
                 continue
             stream = FramedStream(reader, writer, settings.max_frame, self.counters)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + settings.handshake_timeout
             try:
-                session = await dial_handshake(self.identity, stream, settings.handshake_timeout)
+                binding = await self._secure(writer, deadline, server_side=False)
+                session = await dial_handshake(
+                    self.identity, stream, deadline - loop.time(), binding
+                )
             except HandshakeError as err:
                 self.counters.drop(err.reason)
                 log.warning("handshake with %s:%s failed: %s", host, port, err)
