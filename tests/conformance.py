@@ -85,7 +85,16 @@ CONFORMANCE_CONFIGS: dict[str, dict[str, Any]] = {
         "nodes": {"count": 4},
     },
     "nagar": {
-        "rounds": 2,
+        # one round (plan, stats, grad, update: every phase), softmax regression and half
+        # of digits held out for testing keep its runs to a few seconds
+        "rounds": 1,
+        "data": {
+            "dataset": "digits",
+            "partition": "iid",
+            "val_fraction": 0.2,
+            "test_fraction": 0.5,
+        },
+        "model": {"name": "mlp", "hidden": []},
         "protocol": {
             "name": "nagar",
             "miners": 2,
@@ -105,6 +114,11 @@ CONFORMANCE_CONFIGS: dict[str, dict[str, Any]] = {
         "rounds": 2,
         "protocol": {"name": "mudfl", "committee": 4, "epoch_size": 2, "round_slots": 20},
         "nodes": {"count": 7},
+    },
+    "dflbcb": {
+        "rounds": 2,  # contract iterations
+        "protocol": {"name": "dflbcb", "committee": 4, "shared_eval": 100},
+        "nodes": {"count": 6},
     },
     "pbft-ledger": {
         "rounds": 6,  # requests per client
@@ -347,6 +361,8 @@ def _mudfl_durable(node: Any) -> dict[str, Any]:
         "finalized": chain.vcf.finalized.height,
         "committed": chain.vcf.highest_committed.height,
         "votes": len(chain.votes),
+        "dynasty": (node.ctx.dynasty.number, node.ctx.dynasty.committee),
+        "vcf_committee": chain.vcf.rule.committee,
     }
     if node.server is not None:
         out["round"] = node.server.round
@@ -358,7 +374,7 @@ def _mudfl_durable(node: Any) -> dict[str, Any]:
 RESTARTS: dict[str, Restart] = {
     "posbfl": Restart(cut=2 * 300.0 + 100.0, durable=_posbfl_durable),
     "dfl": Restart(cut=25.0, durable=_dfl_durable),
-    "nagar": Restart(cut=4 * 60.0 + 40.0, durable=_nagar_durable),
+    "nagar": Restart(cut=2 * 60.0 + 40.0, durable=_nagar_durable),  # step 3 (grad), mined
     "mudfl": Restart(cut=10.0, durable=_mudfl_durable),
     "pbft-ledger": Restart(cut=0.15, durable=_pbft_ledger_durable),
 }

@@ -9,6 +9,7 @@ identical data.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,14 @@ import numpy as np
 from fedledger.assembly.config import ExperimentConfig, to_yaml
 from fedledger.assembly.jobs import JobRunner, NodeLearning
 from fedledger.assembly.plugins import registries
-from fedledger.assembly.services import make_genesis, node_keys, open_node_services
+from fedledger.assembly.services import (
+    Membership,
+    make_genesis,
+    node_keys,
+    open_node_services,
+)
 from fedledger.contracts.effects import ContractSpec
+from fedledger.crypto import KeyPair, PublicKey
 from fedledger.errors import ConfigError
 from fedledger.learning.attacks.base import Attack
 from fedledger.learning.data import Dataset, FederatedData, NodeData, prepare_federated_data
@@ -176,12 +183,18 @@ def open_services(
     config: ExperimentConfig,
     run_dir: Path,
     durable: bool = True,
+    membership: Membership | None = None,
 ) -> dict[str, NodeServices]:
     """Keys of all nodes, the shared genesis block, and the ``wanted`` nodes' declared
     chains and blob stores under ``run_dir/nodes/<id>/`` (``durable``: fsync every
-    commit, as a real node must; the simulator's whole run is its unit of durability)."""
-    keys = node_keys(plans, config.seed)
-    genesis = make_genesis(keys, to_yaml(config))
+    commit, as a real node must; the simulator's whole run is its unit of durability).
+    Keys are derived from the seed, or come from ``membership`` (a real network)."""
+    keys: Mapping[str, KeyPair | PublicKey]
+    if membership is None:
+        keys = node_keys(plans, config.seed)
+        genesis = make_genesis(keys, to_yaml(config))
+    else:
+        keys, genesis = membership.resolve([p.node_id for p in plans], to_yaml(config))
     return {
         p.node_id: open_node_services(
             p.node_id,
@@ -196,9 +209,14 @@ def open_services(
 
 
 def build_experiment(
-    config: ExperimentConfig, run_dir: Path, only: str | None = None
+    config: ExperimentConfig,
+    run_dir: Path,
+    only: str | None = None,
+    membership: Membership | None = None,
 ) -> Experiment:
-    """Build the experiment; with ``only``, create just that node (and its services)."""
+    """Build the experiment; with ``only``, create just that node (and its services);
+    ``membership``: a real network's genesis file and that node's key (default: keys
+    derived from the seed)."""
     protocol = build_protocol(config)
     plans = list(protocol.plan(config.nodes.count, config.seed))
     if only is not None and only not in {p.node_id for p in plans}:
@@ -226,7 +244,10 @@ def build_experiment(
             raise ConfigError("protocol", f"{node_id} holds a partition and cannot hold a root set")
         if only is None or node_id == only:
             learning[node_id] = NodeLearning(sample_root_set(data, count, config.seed, node_id))
-    jobs = JobRunner(learner, learning, config.seed)
+    # a shared evaluation split (DFLBCB's pre-agreed test set): one root set for all nodes
+    shared_count = protocol.shared_split_samples()
+    shared = sample_root_set(data, shared_count, config.seed, "shared") if shared_count else None
+    jobs = JobRunner(learner, learning, config.seed, shared=shared)
     horizon = protocol.horizon(config.rounds)
     train = config.train.model_dump(exclude={"solver"})
     solver_spec = config.train.solver
@@ -235,7 +256,9 @@ def build_experiment(
     )
     wanted = [p for p in plans if only is None or p.node_id == only]
     # a real node (only=...) fsyncs every commit; the simulator (every node) need not
-    services = open_services(protocol, plans, wanted, config, run_dir, durable=only is not None)
+    services = open_services(
+        protocol, plans, wanted, config, run_dir, durable=only is not None, membership=membership
+    )
     nodes = {}
     meters: dict[str, CpuMeter] = {}
     for r in roles:

@@ -43,9 +43,16 @@ class NodeLearning:
 class JobRunner:
     """Executes train and evaluation jobs for the nodes of one host."""
 
-    def __init__(self, learner: Learner, nodes: Mapping[NodeId, NodeLearning], seed: int) -> None:
+    def __init__(
+        self, learner: Learner, nodes: Mapping[NodeId, NodeLearning], seed: int,
+        shared: NodeData | None = None,
+    ) -> None:
+        """``shared``: one evaluation set every node may score on (``EvalJob(split=
+        "shared")``), drawn once per experiment, so that a committee's members score a
+        model on identical data (DFLBCB's pre-agreed test set); None for none."""
         self.learner = learner
         self.seed = seed
+        self.shared = shared
         self._nodes: dict[NodeId, NodeLearning] = {}
         for node_id, spec in nodes.items():
             self._nodes[node_id] = self._poisoned(node_id, spec)
@@ -88,8 +95,15 @@ class JobRunner:
         return self._train(node_id, node, job, honest)
 
     def _evaluate(self, node: NodeLearning, job: EvalJob) -> EvalResult:
+        if job.split == "shared":
+            if self.shared is None:
+                raise ValueError("EvalJob.split 'shared': this experiment has no shared split")
+            data = self.shared.train
+            return self.learner.evaluate(job.weights, data.x, data.y)
         if job.split not in ("val", "train"):
-            raise ValueError(f"EvalJob.split must be 'val' or 'train', got {job.split!r}")
+            raise ValueError(
+                f"EvalJob.split must be 'val', 'train' or 'shared', got {job.split!r}"
+            )
         data = node.data.val if job.split == "val" else node.data.train
         return self.learner.evaluate(job.weights, data.x, data.y)
 

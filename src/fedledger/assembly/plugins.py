@@ -13,6 +13,7 @@ def registries() -> dict[str, Registry[Any]]:
     import fedledger.learning.attacks
     import fedledger.privacy  # registers the dp_sgd solver
     import fedledger.protocols.dfl
+    import fedledger.protocols.dflbcb
     import fedledger.protocols.mudfl
     import fedledger.protocols.nagar
     import fedledger.protocols.pbft_ledger

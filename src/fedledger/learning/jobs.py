@@ -85,10 +85,12 @@ class TrainJob:
 
 @dataclass(frozen=True)
 class EvalJob:
-    """Evaluate ``weights`` on the node's local validation data."""
+    """Evaluate ``weights`` on the node's local validation data (``split="val"``), its
+    training data (``"train"``) or the experiment's shared split (``"shared"``, for
+    protocols that declare one: ``Protocol.shared_split_samples``)."""
 
     weights: Vector
-    split: str = "val"  # "val" or "train"
+    split: str = "val"  # "val", "train" or "shared"
 
 
 Job = TrainJob | EvalJob

@@ -385,6 +385,13 @@ class Protocol(ABC, Generic[P]):
         """What ``plan``'s node needs opened for it. Default: a key pair only."""
         return NodeResources()
 
+    def shared_split_samples(self) -> int:
+        """Size of an evaluation split every node holds identically (drawn once per
+        experiment from the data holders' clean data; ``EvalJob(split="shared")``), for
+        protocols whose nodes must score models bit-identically (DFLBCB's pre-agreed test
+        set). Default: 0, none."""
+        return 0
+
     def horizon(self, rounds: int) -> Horizon:
         """How long a run lasts, given the config's ``rounds``. Default: that many rounds."""
         return Horizon("rounds", rounds)

@@ -1,0 +1,168 @@
+"""DFLBCB end to end in the simulator: the initiator deploys and initializes the state
+contract, the committee orders requests with PBFT and advances every stage with F+1
+proofs, participants train on digits, members score on the shared split and aggregate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fedledger.experiment.runner as runner
+from fedledger.assembly.build import build_experiment, sample_root_set
+from fedledger.assembly.config import parse_config
+from fedledger.assembly.jobs import JobRunner, NodeLearning
+from fedledger.contracts.dflbcb import Kind
+from fedledger.experiment.runner import run_experiment
+from fedledger.learning.jobs import EvalJob
+from fedledger.storage import BlobStore
+from fedledger.storage.cid import cid_from_sha256
+
+ROUNDS = 3
+
+
+def config(name: str, rounds: int = ROUNDS, malicious: tuple = (), **protocol):
+    return parse_config({
+        "name": name, "seed": 1, "rounds": rounds,
+        "data": {"dataset": "digits", "partition": "iid", "val_fraction": 0.2},
+        "model": {"name": "mlp", "hidden": [32]},
+        "train": {"epochs": 3, "lr": 0.1, "batch_size": 16, "momentum": 0.5},
+        "protocol": {"name": "dflbcb", "committee": 4, "elect_times": 2, "shared_eval": 150,
+                     **protocol},
+        "nodes": {"count": 7, "malicious": list(malicious)},
+        "output": {"plots": False},
+    })
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return captured_run(config("dflbcb-e2e"), tmp_path_factory.mktemp("dflbcb") / "run")
+
+
+def contract_of(host) -> str:
+    return next(r.contract_address for n, r in host.receipts if r.fn == "__init__")
+
+
+def test_every_stage_call_is_accepted_and_the_iteration_advances(run):
+    _, host = run
+    address = contract_of(host)
+    calls = [(n, r.fn, r.status) for n, r in host.receipts if r.fn.startswith("submit_")]
+    assert all(ok for _, _, ok in calls), calls
+    # Elect once per term (elect_times 2): E P C W P C W E P C W
+    fns = [fn for _, fn, _ in calls]
+    assert fns == ["submit_elect", "submit_pledge", "submit_commit", "submit_work",
+                   "submit_pledge", "submit_commit", "submit_work",
+                   "submit_elect", "submit_pledge", "submit_commit", "submit_work"]
+    assert host.backend.call(address, "it", ()) == ROUNDS + 1
+    # the submitters are committee members (their F+1 proofs carried the stage)
+    assert {n for n, _, _ in calls} <= {"m00", "m01", "m02", "m03"}
+
+
+def test_the_global_model_hash_on_chain_is_the_members_model(run):
+    result, host = run
+    address = contract_of(host)
+    for it in range(1, ROUNDS + 1):
+        on_chain = bytes(host.backend.call(address, "global_model", (it,)))
+        cid = cid_from_sha256(on_chain)
+        for member in ("m00", "m01", "m02", "m03"):
+            store = BlobStore(result.run_dir / "nodes" / member / "blobs")
+            assert store.has(cid), (it, member)
+        acc = host.backend.call(address, "global_acc", (it,))
+        assert 0 < acc <= 1000
+
+
+def test_honest_accuracy_is_well_above_chance(run):
+    result, _ = run
+    assert result.summary.final_accuracy > 0.6  # ten classes: chance is 0.1
+    last = [r for r in result.rows if r.step == ROUNDS]
+    assert {r.node for r in last} >= {"m00", "m01", "m02", "m03"}
+    assert len({r.accuracy for r in last}) == 1  # every member holds the same model
+
+
+def test_the_shared_split_is_one_set_for_every_node(tmp_path):
+    exp = build_experiment(config("dflbcb-shared"), tmp_path)
+    try:
+        shared = exp.jobs.shared
+        assert shared is not None and len(shared.train.y) == 150
+        w = exp.learner.init_weights(1)
+        a = exp.jobs.run("m00", EvalJob(w, split="shared"))
+        b = exp.jobs.run("m03", EvalJob(w, split="shared"))
+        assert a == b and a.num_samples == 150
+        again = sample_root_set(exp.data, 150, 1, "shared")
+        assert np.array_equal(again.train.x, shared.train.x)
+    finally:
+        exp.close()
+
+
+def test_a_runner_without_a_shared_split_refuses_shared_jobs(tmp_path):
+    exp = build_experiment(config("dflbcb-none"), tmp_path)
+    try:
+        plain = JobRunner(exp.learner, {"m00": NodeLearning(exp.data.nodes[0])}, 1)
+        with pytest.raises(ValueError, match="no shared split"):
+            plain.run("m00", EvalJob(exp.learner.init_weights(1), split="shared"))
+    finally:
+        exp.close()
+
+
+def test_noisy_sub_models_are_flagged_dropped_and_slashed(tmp_path):
+    noise = {"count": 2, "attack": {"name": "gaussian_noise", "sigma": 1.0}}
+    result, host = captured_run(config("dflbcb-noise", 2, (noise,)), tmp_path / "run")
+    slashed = [log for _, r in host.receipts if r.fn == "submit_work" for log in r.logs
+               if log.event == "Slashed" and log.arg("kind") == Kind.LOW_QUALITY]
+    assert len(slashed) == 2 * 2  # both noisy participants, both iterations
+    assert result.summary.final_accuracy > 0.6
+
+
+def captured_run(cfg, out):
+    hosts = []
+    original = runner.simulated_chain
+    runner.simulated_chain = lambda exp: hosts.append(original(exp)) or hosts[-1]
+    try:
+        return run_experiment(cfg, out=out), hosts[0]
+    finally:
+        runner.simulated_chain = original
+
+
+@pytest.mark.parametrize("fault", ["silent", "wrong_end"])
+def test_one_byzantine_member_of_four_neither_stops_nor_fools_the_contract(tmp_path, fault):
+    """F = 1: the PBFT primary m00 silent (a view change) or m01 sending Ends and proof
+    shares over a wrong hash; every accepted transition is the honest result."""
+    who = "m00" if fault == "silent" else "m01"
+    bad = {"ids": [who], "faults": [fault]}
+    result, host = captured_run(config(f"dflbcb-{fault}", 2, (bad,), elect_times=5),
+                                tmp_path / "run")
+    address = contract_of(host)
+    assert host.backend.call(address, "it", ()) == 3
+    calls = [(n, r) for n, r in host.receipts if r.fn.startswith("submit_")]
+    assert all(r.status for _, r in calls) and who not in {n for n, _ in calls}
+    # the accepted Work results are the honest members' model (in their blob stores)
+    for it in (1, 2):
+        cid = cid_from_sha256(bytes(host.backend.call(address, "global_model", (it,))))
+        assert BlobStore(result.run_dir / "nodes" / "m02" / "blobs").has(cid)
+    assert result.summary.final_accuracy > 0.6
+
+
+# ---------------------------------------------------------------- the ordered log
+
+
+def test_the_ordered_log_keeps_valid_first_requests_and_cuts_by_sequence():
+    from fedledger.contracts import eth
+    from fedledger.protocols.dflbcb.ordered import OrderedLog, parse_request, request_payload
+    from fedledger.protocols.dflbcb.roles import eth_key
+
+    contract = "0x" + "11" * 20
+    log = OrderedLog(1337, contract)
+    a, b = eth_key("a"), eth_key("b")
+    ra = eth.sign_request(a, 1337, contract, 1, 1, 10**17)
+    rb = eth.sign_request(b, 1337, contract, 1, 1, 10**17)
+    assert parse_request(request_payload(1, 1, ra)) == (1, 1, ra)
+    assert log.add(3, 1, 1, ra.node, ra)
+    assert not log.add(4, 1, 1, ra.node, ra)  # a repeat
+    other_stage = eth.sign_request(b, 1337, contract, 1, 2, 10**17)
+    assert not log.add(5, 1, 1, rb.node, other_stage)  # signed for another stage
+    assert not OrderedLog(1337, "0x" + "22" * 20).add(5, 1, 1, rb.node, rb)  # other contract
+    assert log.add(7, 1, 1, rb.node, rb)
+    assert log.requests(1, 1, 6) == [ra] and log.requests(1, 1, 7) == [ra, rb]
+    hashes = {eth.requests_result_hash(log.requests(1, 1, c)) for c in (3, 6)}
+    assert len(hashes) == 1  # the same cut, the same hash on every member
+    with pytest.raises(ValueError):
+        parse_request((1, 1, "x"))
