@@ -19,7 +19,8 @@ from fedledger.protocols.base import (
     ProtocolNode,
 )
 from fedledger.protocols.nagar.decrypt import WRONG_PARTIAL
-from fedledger.protocols.nagar.node import DEVICE, MINER, REQUESTER, NagarNode
+from fedledger.protocols.nagar.faults import DEVICE_FAULTS
+from fedledger.protocols.nagar.node import DEVICE, KILLED_MIDWAY, MINER, REQUESTER, NagarNode
 from fedledger.protocols.nagar.params import NagarParams
 from fedledger.protocols.nagar.report import nagar_report
 from fedledger.protocols.nagar.secure import Dealer
@@ -45,8 +46,9 @@ class Nagar(Protocol[NagarParams]):
         MetricSpec("too_few_updates", "an update step with fewer than min_updates devices"),
         MetricSpec("decryption_failed", "a step whose aggregate got too few valid partials"),
     )
-    #: a committee member that publishes a forged partial decryption
-    faults = (WRONG_PARTIAL,)
+    #: a committee member that publishes a forged partial decryption; a node killed
+    #: halfway through the run (silent from then on); a device's bad submissions
+    faults = (WRONG_PARTIAL, KILLED_MIDWAY, *DEVICE_FAULTS)
 
     def __init__(self, params: NagarParams) -> None:
         super().__init__(params)

@@ -5,9 +5,11 @@ unknown_plan (no plan on chain, or a submission for another plan id), bad_plan (
 is inconsistent or differs from the node's own), wrong_step, wrong_role (not a selected
 device, not the associated miner, not a miner, not the requester, not the PoS leader),
 duplicate (a second submission of a device in a step), bad_samples (n_k < 1 or different
-from the device's stats claim), bad_epsilon (not the plan's epsilon for the phase),
-over_budget (past epsilon_total), bad_payload, too_many_txs (past block_size), bad_seal
-(PoW), bad_reward (rewards differ from the plan's rule), bad_block_time.
+from the device's stats claim), implausible_samples (a gradient or update whose n_k
+exceeds max_sample_rate x its local computation time, BlockFL's check), bad_epsilon
+(not the plan's epsilon for the phase), over_budget (past epsilon_total), bad_payload,
+too_many_txs (past block_size), bad_seal (PoW), bad_reward (rewards differ from the plan's
+rule), bad_block_time.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from fedledger.ledger.records import Block, BlockHeader, Transaction, record_id,
 from fedledger.protocols.kit.gate import Gate, Reject
 from fedledger.protocols.nagar.chainstate import ChainState
 from fedledger.protocols.nagar.messages import (
+    GRAD,
     PLAN,
     PLAN_TX,
     SUBMIT_TX,
+    UPDATE,
     FLPlan,
     StepRecord,
     Submission,
@@ -99,6 +103,12 @@ class Checks:
             )
         if not sub.t_local >= 0:
             raise self.fail("bad_payload", f"t_local {sub.t_local}")
+        if sub.phase in (GRAD, UPDATE) and n_k > plan.max_sample_rate * sub.t_local:
+            raise self.fail(
+                "implausible_samples",
+                f"n_k {n_k} in t_local {sub.t_local:g} s is over max_sample_rate "
+                f"{plan.max_sample_rate:g} per second",
+            )
         return sub
 
     def assoc_ok(self, state: ChainState, step: Step, device: bytes, miner: bytes) -> bool:

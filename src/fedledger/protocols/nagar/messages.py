@@ -61,6 +61,7 @@ class FLPlan:
     he_threshold: int = 0
     he_committee: tuple[bytes, ...] = ()
     he_key: bytes = b""  # SHA-256 of the committee's public key (secure.public_digest)
+    max_sample_rate: float = 1e6  # n_k / t_local above this is implausible (BlockFL)
 
 
 @record("nagar.Submission")

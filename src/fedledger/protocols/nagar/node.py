@@ -32,6 +32,7 @@ from fedledger.protocols.base import (
     Broadcast,
     Effect,
     EmitMetric,
+    Event,
     FetchBlob,
     Halt,
     JobFinished,
@@ -54,6 +55,7 @@ from fedledger.protocols.kit.stage import Stage
 from fedledger.protocols.nagar.chainstate import ChainState, Included, rebuild, submissions
 from fedledger.protocols.nagar.checks import Checks
 from fedledger.protocols.nagar.decrypt import Decryption
+from fedledger.protocols.nagar.faults import DUPLICATE_SUBMISSION, tamper
 from fedledger.protocols.nagar.fold import ModelState
 from fedledger.protocols.nagar.messages import (
     GRAD,
@@ -88,6 +90,9 @@ from fedledger.seeding import derive_seed
 
 MINE, SELECT, END, POW_SEND = "mine", "select", "step-end", "pow-send"
 REQUESTER, DEVICE, MINER = "requester", "device", "miner"
+#: fault: the node dies halfway through the run (from step len(steps) // 2 + 1 on it
+#: emits nothing: no message, block, partial decryption, timer or job)
+KILLED_MIDWAY = "killed_midway"
 
 
 class NagarNode(KitNode[NagarParams]):
@@ -156,6 +161,13 @@ class NagarNode(KitNode[NagarParams]):
         self.to_fold: list[Block] = []
         self.ciphers: dict[str, bytes] = {}
         self.give_up = False
+        self.dead_from = len(self.steps) // 2 + 1 if KILLED_MIDWAY in setup.faults else 0
+
+    def handle(self, event: Event) -> list[Effect]:
+        effects = super().handle(event)
+        if self.dead_from and self.step is not None and self.step.index >= self.dead_from:
+            return []  # killed: it still sees events but acts on none
+        return effects
 
     # ------------------------------------------------------------ start / schedule
 
@@ -269,11 +281,16 @@ class NagarNode(KitNode[NagarParams]):
         sub = Submission(
             self.state.plan_id, step.index, step.phase, ref, event.time - self.job_started, eps
         )
-        tx = sign(Transaction(self.address, event.time, SUBMIT_TX, sub), self.setup.services.keys)
-        miner = associated_miner(plan, self.state.rnd_seed, step, self.address)
-        effects: list[Effect] = [
-            Send(self.setup.services.node_of(miner) or "", TxMsg(step.index, tx))
-        ]
+        sub = tamper(sub, self.setup.faults)
+        keys = self.setup.services.keys
+        tx = sign(Transaction(self.address, event.time, SUBMIT_TX, sub), keys)
+        miner = self.setup.services.node_of(
+            associated_miner(plan, self.state.rnd_seed, step, self.address)
+        )
+        effects: list[Effect] = [Send(miner or "", TxMsg(step.index, tx))]
+        if DUPLICATE_SUBMISSION in self.setup.faults:  # a second, distinct transaction
+            again = sign(Transaction(self.address, event.time + 1e-6, SUBMIT_TX, sub), keys)
+            effects.append(Send(miner or "", TxMsg(step.index, again)))
         if step.phase in (GRAD, UPDATE):
             effects.append(
                 EmitMetric("train_loss", result.loss, step.round, (("phase", step.phase),))

@@ -27,6 +27,9 @@ class NagarParams(BaseModel):
     consensus: "pow" (race; the fewest attempts wins; difficulty retargeted every
         retarget_every blocks toward target_interval) or "pos" (stake-weighted lottery).
     pow_seconds_per_hash: virtual seconds per hash attempt; block_size: max txs per block.
+    max_sample_rate: samples per second of local computation above which a gradient or
+        update submission's n_k is implausible (BlockFL's timing check; the simulator's
+        modelled cost is 1 / train_seconds_per_sample = 5,000 per second).
     reward_per_sample / reward_block / initial_stake: rewards (devices rho_d * n_k, the
         block's miner rho_m) and the miners' genesis stake (PoS).
     mine_at, select_at, step_length: seconds into a step (plan, stats, grad, update).
@@ -61,6 +64,7 @@ class NagarParams(BaseModel):
     retarget_every: int = Field(4, ge=1)
     target_interval: float = Field(60.0, gt=0.0)
     block_size: int = Field(256, ge=1)
+    max_sample_rate: float = Field(1e6, gt=0.0)
     reward_per_sample: float = Field(0.01, ge=0.0)
     reward_block: float = Field(1.0, ge=0.0)
     initial_stake: float = Field(1.0, gt=0.0)

@@ -103,6 +103,7 @@ def make_plan(
         he_threshold=enc.threshold if enc is not None else 0,
         he_committee=committee,
         he_key=he_key,
+        max_sample_rate=p.max_sample_rate,
     )
 
 
@@ -128,6 +129,8 @@ def plan_problems(plan: FLPlan) -> list[str]:
         out.append(f"consensus {plan.consensus!r}; allowed pow, pos")
     if plan.block_size < len(plan.devices) and plan.block_size < selected:
         out.append(f"block_size {plan.block_size} cannot hold {selected} submissions")
+    if not plan.max_sample_rate > 0:
+        out.append(f"max_sample_rate {plan.max_sample_rate} must be > 0")
     if plan.step_size <= 0 or plan.dp_clip <= 0:
         out.append(f"step_size {plan.step_size} and dp_clip {plan.dp_clip} must be > 0")
     if plan.he_scheme not in ("none", "paillier"):

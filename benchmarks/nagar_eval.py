@@ -1,0 +1,272 @@
+"""Nagar's evaluation (ours: the paper has no experiments), in the simulator on digits.
+
+    .venv/bin/python benchmarks/nagar_eval.py --quick    # small: 3 devices, 2 rounds, iid
+    .venv/bin/python benchmarks/nagar_eval.py            # 8 devices, 8 rounds, 3 splits
+
+Tables:
+
+1. delta-accuracy loss |acc_FED - acc_SUM| (the paper's Sec. II-A measure): acc_FED is the
+   devices' mean final test accuracy of a nagar run; acc_SUM is the same protocol, model,
+   optimizer and number of passes with a single device holding the pooled training data
+   (a centralized run). F-SVRG and FedAvg, per split (iid, dirichlet 0.3, unbalanced) and
+   per privacy mode (plain; paillier: threshold Paillier aggregation, 2 of 3 miners;
+   dp: Laplace L1 on every vector sent, clip dp_clip, epsilon_round per round). Goals:
+   delta <= 0.02 without DP; |acc_paillier - acc_plain| <= 0.001.
+2. F-SVRG ablation: rounds until the devices' mean accuracy first reaches the target,
+   with none of Konecny's four changes, each one on in turn, all four, and FedAvg.
+3. PoW against PoS: blocks, forks (candidate blocks beyond the first, per step), PoW
+   hash attempts, mean block interval (virtual seconds).
+4. Rewards against sample counts (unbalanced split): each device's reward over its n_k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedledger.assembly.config import parse_config
+from fedledger.experiment.runner import run_experiment
+from fedledger.ledger.store import ChainStore
+from fedledger.protocols.nagar.chainstate import rebuild
+
+ENC = {"scheme": "paillier", "key_bits": 512, "threshold": 2, "committee": 3}
+SPLITS = {
+    "iid": {"name": "iid"},
+    "dirichlet0.3": {"name": "dirichlet", "alpha": 0.3},
+    "unbalanced": {"name": "unbalanced", "sigma": 1.0},
+}
+#: local_step, weighted, s_scaling, a_scaling (Konecny et al.'s four changes)
+SWITCHES = ("local_step", "weighted", "s_scaling", "a_scaling")
+DP_EPS = 100.0  # epsilon per round of the dp mode (L1, clip 5)
+
+
+@dataclass(frozen=True)
+class Size:
+    devices: int
+    rounds: int
+    splits: tuple[str, ...]
+    target: float
+    key_bits: int
+    fedavg_modes: tuple[str, ...]
+
+
+MODES = ("plain", "paillier", "dp")
+QUICK = Size(3, 2, ("iid",), 0.8, 512, ("plain",))
+FULL = Size(8, 8, tuple(SPLITS), 0.85, 1024, ("plain", "paillier"))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    summary: dict[str, Any]
+    by_round: tuple[float, ...]  # devices' mean test accuracy after each round
+    seconds: float
+    samples: dict[bytes, int]  # each device's n_k claimed on chain
+    rewards: dict[bytes, float]
+    intervals: tuple[float, ...]  # block-to-block virtual seconds
+
+
+def config(
+    size: Size,
+    optimizer: str = "fsvrg",
+    split: str = "iid",
+    mode: str = "plain",
+    devices: int | None = None,
+    consensus: str = "pow",
+    **protocol: Any,
+) -> dict[str, Any]:
+    """One nagar run on digits: softmax regression (the convex case), 3 miners."""
+    proto: dict[str, Any] = {
+        "name": "nagar",
+        "miners": 3,
+        "devices_per_round": 0,
+        "optimizer": optimizer,
+        "step_size": 1.0,
+        "l2": 0.001,
+        "consensus": consensus,
+        "pow_difficulty": 6,
+        **protocol,
+    }
+    if mode == "paillier":
+        proto["encryption"] = {**ENC, "key_bits": size.key_bits}
+    elif mode == "dp":
+        dp = {"dp": "laplace", "dp_clip": 5.0, "epsilon_round": DP_EPS, "epsilon_total": 1e9}
+        proto.update({**dp, **protocol})
+    elif mode != "plain":
+        raise ValueError(f"mode {mode!r}; allowed plain, paillier, dp")
+    count = devices if devices is not None else size.devices
+    return {
+        "name": f"nagar-eval-{optimizer}-{split}-{mode}",
+        "seed": 0,
+        "rounds": size.rounds,
+        "data": {"dataset": "digits", "partition": SPLITS[split], "test_fraction": 0.2},
+        "model": {"name": "mlp", "hidden": []},
+        "train": {"epochs": 1, "lr": 0.05, "batch_size": 16},
+        "protocol": proto,
+        "nodes": {"count": count + proto["miners"] + 1},
+        "eval": {"every": 1, "batch_size": 1000},
+        "output": {"plots": False},
+    }
+
+
+def run(cfg: dict[str, Any], root: Path) -> Outcome:
+    """Run ``cfg`` once per benchmark (tables share runs: a repeated config is cached)."""
+    key = json.dumps(cfg, sort_keys=True)
+    if key not in _CACHE:
+        _CACHE[key] = _run(cfg, root / f"{len(_CACHE):03d}")
+    return _CACHE[key]
+
+
+_CACHE: dict[str, Outcome] = {}
+
+
+def _run(cfg: dict[str, Any], path: Path) -> Outcome:
+    start = time.perf_counter()
+    result = run_experiment(parse_config(cfg), path)
+    seconds = time.perf_counter() - start
+    acc: dict[int, list[float]] = defaultdict(list)
+    for row in result.rows:
+        if row.role == "device":
+            acc[row.step].append(row.accuracy)
+    by_round = tuple(sum(v) / len(v) for _, v in sorted(acc.items()))
+    with ChainStore(path / "nodes" / "r000" / "ledger.sqlite") as store:
+        state = rebuild(store, cfg["seed"])
+    times = state.times
+    intervals = tuple(b - a for a, b in itertools.pairwise(times))
+    devices = set(state.plan.devices) if state.plan is not None else set()
+    rewards = {a: v for a, v in state.stakes.items() if a in devices}
+    return Outcome(result.summary, by_round, seconds, dict(state.samples), rewards, intervals)
+
+
+def accuracy(out: Outcome) -> float:
+    return float(out.summary["nagar"]["device_accuracy"])
+
+
+def delta_table(size: Size, root: Path) -> list[str]:
+    lines = [
+        "delta-accuracy loss |acc_FED - acc_SUM| (goals: <= 0.02 without DP; "
+        f"paillier == plain to 0.001; dp: Laplace L1, clip 5, epsilon {DP_EPS:g} per round)",
+        f"{'optimizer':9} {'split':13} {'mode':9} {'acc_FED':>8} {'acc_SUM':>8} "
+        f"{'delta':>7} {'goal':>5} {'seconds':>8}",
+    ]
+    for optimizer in ("fsvrg", "fedavg"):
+        central = accuracy(run(config(size, optimizer, devices=1), root))
+        for split in size.splits:
+            plain = 0.0
+            for mode in MODES if optimizer == "fsvrg" else size.fedavg_modes:
+                out = run(config(size, optimizer, split, mode), root)
+                acc = accuracy(out)
+                delta = abs(acc - central)
+                if mode == "plain":
+                    plain, goal = acc, delta <= 0.02
+                elif mode == "paillier":
+                    goal = abs(acc - plain) <= 0.001 and delta <= 0.02
+                else:
+                    goal = None
+                mark = "-" if goal is None else ("ok" if goal else "MISS")
+                lines.append(
+                    f"{optimizer:9} {split:13} {mode:9} {acc:8.4f} {central:8.4f} "
+                    f"{delta:7.4f} {mark:>5} {out.seconds:8.1f}"
+                )
+    return lines
+
+
+def rounds_to(by_round: Sequence[float], target: float) -> str:
+    for i, a in enumerate(by_round, start=1):
+        if a >= target:
+            return str(i)
+    return f">{len(by_round)}"
+
+
+def ablation_table(size: Size, root: Path) -> list[str]:
+    lines = [
+        f"F-SVRG ablation: rounds to {size.target:.2f} mean device accuracy "
+        f"(dirichlet 0.3 split, {size.rounds} rounds at most)",
+        f"{'variant':22} {'rounds':>7} {'final acc':>10}",
+    ]
+    split = "dirichlet0.3" if "dirichlet0.3" in size.splits else size.splits[0]
+    off = dict.fromkeys(SWITCHES, False)
+    variants: list[tuple[str, str, dict[str, bool]]] = [("fsvrg, none", "fsvrg", off)]
+    variants += [(f"fsvrg, {s} only", "fsvrg", {**off, s: True}) for s in SWITCHES]
+    variants += [("fsvrg, all four", "fsvrg", {}), ("fedavg", "fedavg", {})]
+    for name, optimizer, switches in variants:
+        out = run(config(size, optimizer, split, **switches), root)
+        lines.append(
+            f"{name:22} {rounds_to(out.by_round, size.target):>7} "
+            f"{out.by_round[-1] if out.by_round else 0.0:10.4f}"
+        )
+    return lines
+
+
+def consensus_table(size: Size, root: Path) -> list[str]:
+    lines = [
+        "PoW against PoS (F-SVRG, iid; PoW: difficulty 6 bits, retarget every 4 blocks "
+        "toward 60 s)",
+        f"{'consensus':9} {'blocks':>6} {'forks':>6} {'hashes':>7} {'interval s':>10} "
+        f"{'accuracy':>9}",
+    ]
+    for consensus in ("pow", "pos"):
+        out = run(config(size, consensus=consensus), root)
+        sec = out.summary["nagar"]
+        mean = sum(out.intervals) / len(out.intervals) if out.intervals else 0.0
+        lines.append(
+            f"{consensus:9} {sec['blocks']:6d} {sec['forks']:6d} {sec['pow_hashes']:7d} "
+            f"{mean:10.1f} {accuracy(out):9.4f}"
+        )
+    return lines
+
+
+def rewards_table(size: Size, root: Path) -> list[str]:
+    out = run(config(size, "fsvrg", "unbalanced"), root)
+    lines = [
+        "rewards against sample counts (F-SVRG, unbalanced split; rho_d * n_k per "
+        "verified submission)",
+        f"{'device':8} {'n_k':>5} {'reward':>8} {'reward/n_k':>11}",
+    ]
+    for i, (addr, n_k) in enumerate(sorted(out.samples.items(), key=lambda kv: kv[1])):
+        reward = out.rewards.get(addr, 0.0)
+        lines.append(f"{addr.hex()[:8]:8} {n_k:5d} {reward:8.2f} {reward / n_k:11.4f}")
+        if i >= 11:
+            break
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="3 devices, 2 rounds, iid only")
+    ap.add_argument(
+        "--tables",
+        default="delta,ablation,consensus,rewards",
+        help="comma-separated subset of delta,ablation,consensus,rewards",
+    )
+    args = ap.parse_args(argv)
+    size = QUICK if args.quick else FULL
+    tables = {
+        "delta": delta_table,
+        "ablation": ablation_table,
+        "consensus": consensus_table,
+        "rewards": rewards_table,
+    }
+    wanted = [t.strip() for t in args.tables.split(",") if t.strip()]
+    unknown = [t for t in wanted if t not in tables]
+    if unknown:
+        ap.error(f"unknown tables {unknown}; allowed {sorted(tables)}")
+    if args.quick and args.tables == ap.get_default("tables"):
+        wanted = ["delta", "consensus", "rewards"]  # the ablation needs more rounds
+    with tempfile.TemporaryDirectory(prefix="nagar-eval-") as tmp:
+        root = Path(tmp)
+        for name in wanted:
+            start = time.perf_counter()
+            print("\n".join(tables[name](size, root)))
+            print(f"({time.perf_counter() - start:.1f} s)\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
