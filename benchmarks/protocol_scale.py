@@ -101,26 +101,13 @@ def run_one(protocol: str, n: int, seed: int) -> Row:
 
     from fedledger.assembly.build import build_experiment
     from fedledger.assembly.config import parse_config
-    from fedledger.experiment.runner import network_model
-    from fedledger.runtime.sim import ComputeModel, Simulator
+    from fedledger.experiment.runner import simulator_for
 
     torch.set_num_threads(1)
     config = parse_config(config_of(protocol, n, seed))
     with tempfile.TemporaryDirectory(prefix="fedledger-scale-") as tmp:
         exp = build_experiment(config, Path(tmp))
-        sim = Simulator(
-            exp.nodes,
-            {p.node_id: p.peers for p in exp.plans},
-            exp.jobs,
-            network_model(config),
-            ComputeModel(**config.compute.model_dump()),
-            _Quiet(),
-            seed=config.seed,
-            max_time=config.max_time,
-            blobs={node_id: svc.blobs for node_id, svc in exp.services.items()},
-            meters=exp.meters,
-            declared_effects=exp.protocol.effects,
-        )
+        sim = simulator_for(exp, _Quiet())
         wall, cpu = time.perf_counter(), time.process_time()
         try:
             stats = sim.run()

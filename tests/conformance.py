@@ -34,9 +34,8 @@ import numpy as np
 from fedledger.assembly.build import Experiment, build_experiment
 from fedledger.assembly.config import ExperimentConfig, parse_config
 from fedledger.assembly.plugins import registries
-from fedledger.experiment.runner import network_model
+from fedledger.experiment.runner import simulator_for
 from fedledger.protocols.base import BlobReceived, EmitMetric, FetchBlob, ProtocolNode
-from fedledger.runtime.sim import ComputeModel, Simulator
 from fedledger.storage.blobs import BlobStore
 from fedledger.storage.layout import RunLayout
 
@@ -250,19 +249,7 @@ def simulate(config: ExperimentConfig, run_dir: Path, max_time: float) -> Experi
     seconds; the returned experiment's nodes are as they were then, its stores still
     open (close them with ``exp.close()``)."""
     exp = build_experiment(config, run_dir)
-    sim = Simulator(
-        exp.nodes,
-        {p.node_id: p.peers for p in exp.plans},
-        exp.jobs,
-        network_model(config),
-        ComputeModel(**config.compute.model_dump()),
-        _Quiet(),
-        seed=config.seed,
-        max_time=max_time,
-        blobs={node_id: svc.blobs for node_id, svc in exp.services.items()},
-        meters=exp.meters,
-        declared_effects=exp.protocol.effects,
-    )
+    sim = simulator_for(exp, _Quiet(), max_time=max_time)
     sim.run()
     return exp
 

@@ -33,10 +33,9 @@ import pytest
 from conformance import BASE
 from fedledger.assembly.build import build_experiment
 from fedledger.assembly.config import parse_config
-from fedledger.experiment.runner import network_model
+from fedledger.experiment.runner import simulator_for
 from fedledger.ledger.verify import Verifier
 from fedledger.protocols.base import EmitMetric
-from fedledger.runtime.sim import ComputeModel, Simulator
 
 #: the most any per-node count may grow when the network doubles
 GROWTH = 2.5
@@ -116,19 +115,7 @@ def measure(raw: Mapping[str, Any], run_dir: Path) -> PerNode:
     """Simulate the experiment ``raw`` and count its work per node."""
     config = parse_config({"name": "scale-counts", **BASE, **raw})
     exp = build_experiment(config, run_dir)
-    sim = Simulator(
-        exp.nodes,
-        {p.node_id: p.peers for p in exp.plans},
-        exp.jobs,
-        network_model(config),
-        ComputeModel(**config.compute.model_dump()),
-        _Quiet(),
-        seed=config.seed,
-        max_time=config.max_time,
-        blobs={node_id: svc.blobs for node_id, svc in exp.services.items()},
-        meters=exp.meters,
-        declared_effects=exp.protocol.effects,
-    )
+    sim = simulator_for(exp, _Quiet())
     try:
         stats = sim.run()
     finally:
@@ -177,18 +164,7 @@ def test_posbfl_devices_verify_each_vote_once(tmp_path: Path) -> None:
     _, large_raw = SCALES["posbfl"]
     config = parse_config({"name": "scale-votes", **BASE, **large_raw})
     exp = build_experiment(config, tmp_path)
-    sim = Simulator(
-        exp.nodes,
-        {p.node_id: p.peers for p in exp.plans},
-        exp.jobs,
-        network_model(config),
-        ComputeModel(**config.compute.model_dump()),
-        _Quiet(),
-        seed=config.seed,
-        blobs={node_id: svc.blobs for node_id, svc in exp.services.items()},
-        meters=exp.meters,
-        declared_effects=exp.protocol.effects,
-    )
+    sim = simulator_for(exp, _Quiet(), max_time=float("inf"))  # the whole run
     try:
         sim.run()
     finally:

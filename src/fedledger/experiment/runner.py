@@ -19,6 +19,7 @@ from fedledger.assembly.metrics import MetricRow, ModelRow, recorder_for
 from fedledger.experiment.rundir import RunDir, RunSummary, SimCounters, finish_run
 from fedledger.runtime.sim import ComputeModel, LinkSpec, NetworkModel, Simulator
 from fedledger.runtime.sim.network import Partition
+from fedledger.runtime.sim.simulator import SimObserver
 
 
 @dataclass(frozen=True)
@@ -60,21 +61,7 @@ def run_experiment(
 
     exp = build_experiment(config, run_dir.path)
     recorder = recorder_for(exp, on_row=on_row)
-    sim = Simulator(
-        exp.nodes,
-        {p.node_id: p.peers for p in exp.plans},
-        exp.jobs,
-        network_model(config),
-        ComputeModel(**config.compute.model_dump()),
-        recorder,
-        seed=config.seed,
-        max_time=config.max_time,
-        blobs={node_id: svc.blobs for node_id, svc in exp.services.items()},
-        meters=exp.meters,
-        encode_messages=config.network.encode,
-        declared_effects=exp.protocol.effects,
-        chain=simulated_chain(exp),
-    )
+    sim = simulator_for(exp, recorder)
     try:
         stats = sim.run()
     finally:
@@ -109,6 +96,30 @@ def run_experiment(
         time.perf_counter() - started,
     )
     return RunResult(run_dir.path, summary, tuple(recorder.rows))
+
+
+def simulator_for(
+    exp: Experiment, observer: SimObserver, max_time: float | None = None
+) -> Simulator:
+    """The simulator of a built experiment: its nodes, links, compute model, stores,
+    meters, declared effects and (when the protocol declares a contract) its chain;
+    ``max_time`` overrides the config's."""
+    config = exp.config
+    return Simulator(
+        exp.nodes,
+        {p.node_id: p.peers for p in exp.plans},
+        exp.jobs,
+        network_model(config),
+        ComputeModel(**config.compute.model_dump()),
+        observer,
+        seed=config.seed,
+        max_time=config.max_time if max_time is None else max_time,
+        blobs={node_id: svc.blobs for node_id, svc in exp.services.items()},
+        meters=exp.meters,
+        encode_messages=config.network.encode,
+        declared_effects=exp.protocol.effects,
+        chain=simulated_chain(exp),
+    )
 
 
 def simulated_chain(exp: Experiment) -> Any:
