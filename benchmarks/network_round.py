@@ -109,10 +109,14 @@ def main() -> None:
         f"simulator: {sim_round * 1e3:8.1f} ms per round   ({sim_total:.1f} s in all, "
         f"final accuracy {sim.summary['final_accuracy']:.3f})"
     )
+    epoch = (
+        "the shared epoch set once every node was ready"
+        if net.start_delay is None
+        else f"the shared epoch {net.start_delay:g} s after the launch"
+    )
     print(
         f"localnet:  {net_round * 1e3:8.1f} ms per round   ({net_total:.1f} s in all with "
-        f"process start-up up to the shared epoch {net.start_delay:g} s after the launch, "
-        f"final accuracy {summary['final_accuracy']:.3f})"
+        f"process start-up up to {epoch}, final accuracy {summary['final_accuracy']:.3f})"
     )
     print(f"ratio localnet / simulator: {net_round / sim_round:.2f}")
     rounds = args.rounds

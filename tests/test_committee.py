@@ -151,6 +151,12 @@ def test_key_comparison_is_exact(a_i, w_i, a_j, w_j):
     assert got == _exact_order(a_i, w_i, a_j, w_j)
 
 
+def test_u_equal_to_one_ties_whatever_the_weights():
+    top = 1 << OUTPUT_BITS  # u = 1 (an all-ones VRF output): the key is 1 for any weight
+    assert es_before(top, 1, neg_log_fixed(top), top, 2, neg_log_fixed(top)) == 0
+    assert _exact_order(top, 1, top, 2) == 0
+
+
 def test_near_ties_are_decided_exactly():
     # u_i = k / 2**256 with weight 1 and u_j = u_i**2 with weight 2: equal keys
     k = (1 << 255) + 12345

@@ -240,7 +240,9 @@ def _es_before(a_i: int, w_i: int, x_i: int, a_j: int, w_j: int, x_j: int) -> in
     """-1 if key_i > key_j (i is selected before j), 1 if smaller, 0 if equal, where
     key = (a / 2**512) ** (1 / w) and x = neg_log_fixed(a)."""
     if a_i == a_j:
-        return (w_j > w_i) - (w_j < w_i)  # larger weight, larger key (u <= 1)
+        if a_i == 1 << OUTPUT_BITS:
+            return 0  # u = 1: the key is 1 whatever the weight
+        return (w_j > w_i) - (w_j < w_i)  # larger weight, larger key (u < 1)
     lhs, rhs = x_i * w_j, x_j * w_i  # compare x_i / w_i with x_j / w_j
     margin = LOG_ERROR * (w_i + w_j)
     if lhs + margin < rhs:
