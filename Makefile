@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # `make run`: PoS-BFL under attack beside FedAvg on the same data; `make run CONFIG=x.yaml`: one run
 QUICKSTART ?= configs/quickstart-bfl.yaml configs/quickstart-vanilla.yaml
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean fashion
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,18 @@ else
 	$(BIN)/fedledger compare $(QUICKSTART)
 endif
 
-test: $(TEST_STAMP)
+# Fashion-MNIST for the tests that use it: Debian's dataset-fashion-mnist (they skip with
+# a message when it cannot be installed, e.g. without root or apt).
+FASHION := /usr/share/datasets/fashion-mnist
+
+fashion:
+	@[ -d $(FASHION) ] || ( command -v apt-get >/dev/null && \
+	  ( timeout 300 apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	    ( timeout 300 apt-get update -qq >/dev/null 2>&1 && \
+	      timeout 300 apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 ) ) ) || \
+	  echo "Fashion-MNIST (dataset-fashion-mnist) could not be installed: its tests will skip"
+
+test: $(TEST_STAMP) fashion
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 -q
