@@ -21,10 +21,10 @@ from fedledger.protocols.nagar.secure import (
     REPEATED_DECRYPTION,
     SINGLE_UPDATE,
     UNDER_MIN_UPDATES,
-    Dealer,
     DecryptionGuard,
     aggregate,
     layout_of,
+    nagar_dealer,
     parse_blob,
 )
 
@@ -42,7 +42,7 @@ ENC = {
 
 @pytest.fixture(scope="module")
 def keys():
-    return Dealer().keys(7, SETTINGS)
+    return nagar_dealer().paillier(7, SETTINGS)
 
 
 def test_guard_refuses_single_repeated_and_small_aggregates() -> None:
@@ -88,7 +88,7 @@ def test_tampered_and_foreign_ciphertexts_are_refused(keys) -> None:
         parse_blob(blob[:-3], pub, layout, 10)
     with pytest.raises(HeError):
         parse_blob(blob, pub, layout, 11)
-    _, _, enc2 = Dealer().keys(8, SETTINGS)
+    _, _, enc2 = nagar_dealer().paillier(8, SETTINGS)
     foreign = encrypt_vector(enc2, np.zeros(10), layout, SeededRandom(1, "t")).to_bytes()
     with pytest.raises(HeError):
         parse_blob(foreign, pub, layout, 10)

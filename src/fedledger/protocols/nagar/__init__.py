@@ -23,7 +23,7 @@ from fedledger.protocols.nagar.faults import DEVICE_FAULTS
 from fedledger.protocols.nagar.node import DEVICE, KILLED_MIDWAY, MINER, REQUESTER, NagarNode
 from fedledger.protocols.nagar.params import NagarParams
 from fedledger.protocols.nagar.report import nagar_report
-from fedledger.protocols.nagar.secure import Dealer
+from fedledger.protocols.nagar.secure import nagar_dealer
 from fedledger.protocols.resources import SHARED_CHAIN, NodeResources
 from fedledger.protocols.results import MetricRow, ModelRow
 
@@ -52,7 +52,7 @@ class Nagar(Protocol[NagarParams]):
 
     def __init__(self, params: NagarParams) -> None:
         super().__init__(params)
-        self.dealer = Dealer()  # the committee's threshold Paillier key, dealt once
+        self.dealer = nagar_dealer()  # the committee's threshold Paillier key, dealt once
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
         miners = self.params.miners

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedledger.privacy.he.dealer import SeededDealer
 from fedledger.privacy.he.encoding import decode_sum
 from fedledger.privacy.he.errors import HeError
 from fedledger.privacy.he.paillier import CipherVector, encrypt_vector
@@ -33,7 +34,6 @@ from fedledger.protocols.kit.gate import Gate
 from fedledger.protocols.nagar.chainstate import Included
 from fedledger.protocols.nagar.params import NagarParams
 from fedledger.protocols.nagar.secure import (
-    Dealer,
     DecryptionGuard,
     aggregate,
     aggregate_id,
@@ -61,7 +61,7 @@ class Decryption:
     def __init__(
         self,
         params: NagarParams,
-        dealer: Dealer,
+        dealer: SeededDealer,
         seed: int,
         node_id: str,
         committee: Sequence[str],
@@ -72,7 +72,7 @@ class Decryption:
         settings = params.encryption
         assert settings is not None
         self.params = params
-        self.pub, shares, self.encryptor = dealer.keys(seed, settings)
+        self.pub, shares, self.encryptor = dealer.paillier(seed, settings)
         self.layout = layout_of(settings)
         self.committee = tuple(committee)
         self.index = self.committee.index(node_id) + 1 if node_id in self.committee else 0

@@ -27,6 +27,7 @@ from fedledger.ledger.records import Block, Transaction, record_id, sign
 from fedledger.ledger.store import ChainStoreError
 from fedledger.ledger.verify import Verifier
 from fedledger.privacy.dp.mechanisms import LaplaceMechanism
+from fedledger.privacy.he.dealer import SeededDealer
 from fedledger.protocols.base import (
     BlobReceived,
     Broadcast,
@@ -85,7 +86,7 @@ from fedledger.protocols.nagar.rules import (
     selected,
     steps_of,
 )
-from fedledger.protocols.nagar.secure import Dealer
+from fedledger.protocols.nagar.secure import nagar_dealer
 from fedledger.seeding import derive_seed
 
 MINE, SELECT, END, POW_SEND = "mine", "select", "step-end", "pow-send"
@@ -98,7 +99,7 @@ KILLED_MIDWAY = "killed_midway"
 class NagarNode(KitNode[NagarParams]):
     unexpected_message = "bad_payload"
 
-    def __init__(self, setup: NodeSetup[NagarParams], dealer: Dealer | None = None) -> None:
+    def __init__(self, setup: NodeSetup[NagarParams], dealer: SeededDealer | None = None) -> None:
         svc = setup.services
         super().__init__(setup, Gate(Verifier(svc.directory)))
         p = self.params = setup.params
@@ -117,7 +118,7 @@ class NagarNode(KitNode[NagarParams]):
             self.committee = tuple(by_addr[: p.encryption.committee])
             self.secure = Decryption(
                 p,
-                dealer or Dealer(),
+                dealer or nagar_dealer(),
                 setup.seed,
                 setup.plan.node_id,
                 self.committee,

@@ -1,6 +1,6 @@
 """Paillier aggregation for Nagar, decrypted by a threshold committee (spec M6, M7).
 
-Keys come from a trusted dealer at genesis (:class:`Dealer`, derived from the experiment
+Keys come from a trusted dealer at genesis (:func:`nagar_dealer`, derived from the experiment
 seed like vanilla's: whoever knows the seed knows every share; it stands in for a dealer
 process). The committee is the first ``encryption.committee`` miners in id order; holder
 ``i`` gets key share ``i``; ``t = encryption.threshold``.
@@ -18,17 +18,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from fedledger.privacy.he.config import EncryptionSettings
+from fedledger.privacy.he.dealer import SeededDealer
 from fedledger.privacy.he.encoding import Layout, layout_for
 from fedledger.privacy.he.errors import HeError
-from fedledger.privacy.he.paillier import CipherVector, Encryptor, sum_vectors
-from fedledger.privacy.he.rand import SeededRandom
-from fedledger.privacy.he.threshold import KeyShare, ThresholdPublicKey, deal
+from fedledger.privacy.he.paillier import CipherVector, sum_vectors
+from fedledger.privacy.he.threshold import ThresholdPublicKey
 from fedledger.protocols.nagar.chainstate import Included
 from fedledger.protocols.nagar.messages import GRAD, UPDATE
-from fedledger.seeding import derive_seed
 
 #: The committee's refusal reasons (counted in the member's gate).
 SINGLE_UPDATE = "single_update"
@@ -37,21 +35,9 @@ REPEATED_DECRYPTION = "repeated_decryption"
 NOT_CANONICAL = "not_canonical"
 
 
-@dataclass
-class Dealer:
-    """The trusted dealer at genesis, derived from the seed, dealt once per protocol object."""
-
-    _cache: dict[tuple[Any, ...], Any] = field(default_factory=dict)
-
-    def keys(
-        self, seed: int, s: EncryptionSettings
-    ) -> tuple[ThresholdPublicKey, tuple[KeyShare, ...], Encryptor]:
-        key = (seed, s.key_bits, s.threshold, s.committee)
-        if key not in self._cache:
-            rng = SeededRandom(derive_seed(seed, "nagar-paillier-dealer"), "dealer")
-            pub, shares = deal(s.key_bits, s.threshold, s.committee, rng)
-            self._cache[key] = (pub, shares, Encryptor(pub.phe()))
-        return self._cache[key]  # type: ignore[no-any-return]
+def nagar_dealer() -> SeededDealer:
+    """Nagar's dealer at genesis: the committee's threshold key from the seed."""
+    return SeededDealer("nagar-paillier-dealer")
 
 
 def layout_of(s: EncryptionSettings) -> Layout:

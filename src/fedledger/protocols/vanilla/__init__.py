@@ -13,7 +13,7 @@ from fedledger.protocols.base import (
     ProtocolNode,
 )
 from fedledger.protocols.resources import NodeResources
-from fedledger.protocols.vanilla.encrypted import Dealer, encrypted_node
+from fedledger.protocols.vanilla.encrypted import encrypted_node, vanilla_dealer
 from fedledger.protocols.vanilla.nodes import Client, Server
 from fedledger.protocols.vanilla.params import VanillaParams
 from fedledger.protocols.vanilla.secagg import SecAggVanillaClient, SecAggVanillaServer
@@ -36,7 +36,7 @@ class Vanilla(Protocol[VanillaParams]):
 
     def __init__(self, params: VanillaParams) -> None:
         super().__init__(params)
-        self.dealer = Dealer()  # homomorphic keys, dealt once per protocol object
+        self.dealer = vanilla_dealer()  # homomorphic keys, dealt once per protocol object
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
         clients = tuple(f"c{i:03d}" for i in range(num_nodes))

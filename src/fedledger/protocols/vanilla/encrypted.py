@@ -1,7 +1,7 @@
 """Vanilla FedAvg with homomorphic aggregation (``protocol.encryption``).
 
 Keys come from a trusted dealer at genesis. There is no dealer process: every node
-derives the same keys from the experiment seed (:class:`Dealer`), which stands in for
+derives the same keys from the experiment seed (:func:`vanilla_dealer`), which stands in for
 one (in the simulator and on a localnet alike; whoever knows the seed knows every
 share). Committee: the first ``committee`` clients in id order; holder ``i`` gets key
 share ``i``.
@@ -24,7 +24,7 @@ virtual time for protocol work). Fault ``wrong_partial``: a member that lies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,16 +32,14 @@ import numpy as np
 from fedledger.codec import record
 from fedledger.privacy.he import ckks
 from fedledger.privacy.he.config import EncryptionSettings
+from fedledger.privacy.he.dealer import SeededDealer
 from fedledger.privacy.he.encoding import Layout, decode_sum, layout_for
 from fedledger.privacy.he.errors import HeError
-from fedledger.privacy.he.paillier import CipherVector, Encryptor, encrypt_vector, sum_vectors
+from fedledger.privacy.he.paillier import CipherVector, encrypt_vector, sum_vectors
 from fedledger.privacy.he.rand import OsRandom, RandomSource, SeededRandom
 from fedledger.privacy.he.threshold import (
-    KeyShare,
     PartialDecryption,
-    ThresholdPublicKey,
     combine,
-    deal,
     partial_decrypt_vector,
     verify_partial,
 )
@@ -98,27 +96,9 @@ class DecryptedSum(Message):
     total: bytes  # little-endian float64: the decrypted weighted sum (CKKS)
 
 
-@dataclass
-class Dealer:
-    """The trusted dealer at genesis, derived from the seed and dealt once per process."""
-
-    _cache: dict[tuple[Any, ...], Any] = field(default_factory=dict)
-
-    def paillier(
-        self, seed: int, s: EncryptionSettings
-    ) -> tuple[ThresholdPublicKey, tuple[KeyShare, ...], Encryptor]:
-        key = ("paillier", seed, s.key_bits, s.threshold, s.committee)
-        if key not in self._cache:
-            rng = SeededRandom(derive_seed(seed, "vanilla-paillier-dealer"), "dealer")
-            pub, shares = deal(s.key_bits, s.threshold, s.committee, rng)
-            self._cache[key] = (pub, shares, Encryptor(pub.phe()))
-        return self._cache[key]  # type: ignore[no-any-return]
-
-    def ckks(self, seed: int, s: EncryptionSettings) -> ckks.CkksKeys:
-        key = ("ckks", seed, s.poly_modulus_degree, s.scale_bits)
-        if key not in self._cache:
-            self._cache[key] = ckks.make_keys(s.poly_modulus_degree, s.scale_bits)
-        return self._cache[key]  # type: ignore[no-any-return]
+#: vanilla's dealer at genesis: keys derived from the experiment seed
+def vanilla_dealer() -> SeededDealer:
+    return SeededDealer("vanilla-paillier-dealer")
 
 
 def _settings(setup: NodeSetup[VanillaParams]) -> EncryptionSettings:
@@ -135,7 +115,9 @@ def committee_of(setup: NodeSetup[VanillaParams]) -> tuple[str, ...]:
     return tuple(clients[: s.committee])
 
 
-def encrypted_node(setup: NodeSetup[VanillaParams], dealer: Dealer) -> ProtocolNode[VanillaParams]:
+def encrypted_node(
+    setup: NodeSetup[VanillaParams], dealer: SeededDealer
+) -> ProtocolNode[VanillaParams]:
     """The server or client of the configured scheme."""
     s = _settings(setup)
     server = setup.plan.role == "server"
@@ -148,7 +130,7 @@ def encrypted_node(setup: NodeSetup[VanillaParams], dealer: Dealer) -> ProtocolN
 class _EncryptedServer(Server):
     """Collects encrypted updates, sums them, has them decrypted; never sees one update."""
 
-    def __init__(self, setup: NodeSetup[VanillaParams], dealer: Dealer) -> None:
+    def __init__(self, setup: NodeSetup[VanillaParams], dealer: SeededDealer) -> None:
         super().__init__(setup)
         self.settings = _settings(setup)
         self.committee = committee_of(setup)
@@ -234,7 +216,7 @@ class _EncryptedServer(Server):
 
 
 class PaillierServer(_EncryptedServer):
-    def __init__(self, setup: NodeSetup[VanillaParams], dealer: Dealer) -> None:
+    def __init__(self, setup: NodeSetup[VanillaParams], dealer: SeededDealer) -> None:
         super().__init__(setup, dealer)
         s = self.settings
         self.pub, _, _ = dealer.paillier(setup.seed, s)
@@ -304,7 +286,7 @@ def _enc_rng(setup: NodeSetup[VanillaParams], round_: int) -> RandomSource:
 class PaillierClient(Client):
     """Encrypts its update; a committee member also partially decrypts sums."""
 
-    def __init__(self, setup: NodeSetup[VanillaParams], dealer: Dealer) -> None:
+    def __init__(self, setup: NodeSetup[VanillaParams], dealer: SeededDealer) -> None:
         super().__init__(setup)
         self.settings = _settings(setup)
         self.pub, shares, self.encryptor = dealer.paillier(setup.seed, self.settings)
@@ -343,7 +325,7 @@ class PaillierClient(Client):
 
 
 class CkksServer(_EncryptedServer):
-    def __init__(self, setup: NodeSetup[VanillaParams], dealer: Dealer) -> None:
+    def __init__(self, setup: NodeSetup[VanillaParams], dealer: SeededDealer) -> None:
         super().__init__(setup, dealer)
         self.context = ckks.load_context(dealer.ckks(setup.seed, self.settings).public)
 
@@ -376,7 +358,7 @@ class CkksServer(_EncryptedServer):
 class CkksClient(Client):
     """Encrypts ``n * w``; the key holder (first committee member) decrypts sums."""
 
-    def __init__(self, setup: NodeSetup[VanillaParams], dealer: Dealer) -> None:
+    def __init__(self, setup: NodeSetup[VanillaParams], dealer: SeededDealer) -> None:
         super().__init__(setup)
         self.settings = _settings(setup)
         keys = dealer.ckks(setup.seed, self.settings)
