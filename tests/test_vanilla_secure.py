@@ -150,18 +150,23 @@ def test_bad_secure_configs_are_config_errors(protocol, match):
 
 
 @pytest.mark.slow
-def test_localnet_with_paillier_runs_to_the_end(tmp_path):
+@pytest.mark.parametrize(
+    "secure",
+    [
+        {"protocol__encryption": {**PAILLIER, "committee": 3}},
+        {"protocol__secure_aggregation": {"threshold": 3}},
+    ],
+    ids=["paillier", "secagg"],
+)
+def test_localnet_with_secure_aggregation_runs_to_the_end(tmp_path, secure):
+    """Real processes on loopback: the masked (secagg) or encrypted (Paillier) sums
+    travel as real messages between separate node processes and decode to a model."""
     from typer.testing import CliRunner
 
     from fedledger.cli import app
     from test_net_processes import write_config
 
-    config = write_config(
-        tmp_path,
-        rounds=2,
-        nodes__count=4,
-        protocol__encryption={**PAILLIER, "committee": 3},
-    )
+    config = write_config(tmp_path, rounds=2, nodes__count=4, **secure)
     out = tmp_path / "run"
     result = CliRunner().invoke(
         app, ["localnet", str(config), "--out", str(out), "-q", "--timeout", "180"]
