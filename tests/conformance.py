@@ -125,6 +125,16 @@ CONFORMANCE_CONFIGS: dict[str, dict[str, Any]] = {
         "nodes": {"count": 4},
         "max_time": 60.0,
     },
+    "nagar-vertical": {
+        "rounds": 1,  # one epoch over the aligned rows (no chain: nothing to restart)
+        "protocol": {
+            "name": "nagar-vertical",
+            "overlap": 0.3,
+            "batch_size": 128,
+            "key_bits": 256,
+        },
+        "nodes": {"count": 3},
+    },
 }
 
 

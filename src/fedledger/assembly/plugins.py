@@ -16,6 +16,7 @@ def registries() -> dict[str, Registry[Any]]:
     import fedledger.protocols.dflbcb
     import fedledger.protocols.mudfl
     import fedledger.protocols.nagar
+    import fedledger.protocols.nagar_vertical
     import fedledger.protocols.pbft_ledger
     import fedledger.protocols.posbfl
     import fedledger.protocols.vanilla
