@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # `make run`: PoS-BFL under attack beside FedAvg on the same data; `make run CONFIG=x.yaml`: one run
 QUICKSTART ?= configs/quickstart-bfl.yaml configs/quickstart-vanilla.yaml
 
-.PHONY: run test lint bench clean fashion
+.PHONY: run test lint bench clean fashion ganache
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 CONTRACT_DEPS := asttokens==3.0.2 pycryptodome==3.24.1 lark==1.3.1 immutables==0.21 wheel \
 	eth-stdlib==0.2.8 eth_abi==6.0.0 py-evm==0.12.1b1 eth-typing==6.0.0 eth-utils==6.0.0 \
 	eth-keys==0.8.0 eth-hash==0.8.0 eth-account==0.14.0 vvm==0.3.2 requests rich \
-	coincurve==21.0.0
+	coincurve==21.0.0 web3==8.0.0
 CONTRACT_PKGS := vyper==0.4.3 titanoboa==0.2.8
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
@@ -57,7 +57,17 @@ fashion:
 	      timeout 300 apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 ) ) ) || \
 	  echo "Fashion-MNIST (dataset-fashion-mnist) could not be installed: its tests will skip"
 
-test: $(TEST_STAMP) fashion
+# ganache 7 from npm: a real Ethereum JSON-RPC node for the contracts layer's tests (they
+# skip with the install command when it is missing, e.g. without npm).
+GANACHE := .npm-tools/node_modules/.bin/ganache
+
+ganache:
+	@[ -x $(GANACHE) ] || ( command -v npm >/dev/null && \
+	  timeout 600 npm install --silent --no-audit --no-fund --prefix .npm-tools ganache@7.9.2 \
+	    >/dev/null 2>&1 ) || \
+	  echo "ganache (npm) could not be installed: its tests will skip"
+
+test: $(TEST_STAMP) fashion ganache
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 -q

@@ -127,8 +127,9 @@ class Peer(ProtocolNode):
         return []
 
 
-def run_chain() -> tuple[Initiator, Peer, ChainHost, Recorder]:
-    spec = ContractSpec(SOURCE, accounts=((INIT.address, 10 * ETH), (PEER.address, 10 * ETH)))
+def run_chain(**blocks: object) -> tuple[Initiator, Peer, ChainHost, Recorder]:
+    spec = ContractSpec(SOURCE, accounts=((INIT.address, 10 * ETH), (PEER.address, 10 * ETH)),
+                        **blocks)  # type: ignore[arg-type]
     host = ChainHost(spec, ["init", "peer"])
     init, peer = Initiator(setup("init")), Peer(setup("peer"))
     rec = Recorder()
@@ -188,9 +189,53 @@ def test_a_host_without_a_chain_refuses_a_protocol_with_chain_effects():
                   declared_effects=CHAIN_EFFECTS)
 
 
-def test_spec_refuses_block_times_not_implemented():
-    with pytest.raises(ValueError, match="block_time"):
-        ContractSpec(SOURCE, block_time=13.0)
+@pytest.mark.parametrize("bad", [{"block_time": -1.0}, {"block_time": float("nan")},
+                                 {"block_mode": "poisson"}])
+def test_spec_refuses_bad_block_times(bad):
+    with pytest.raises(ValueError, match="block_"):
+        ContractSpec(SOURCE, **bad)
+
+
+def test_fixed_blocks_include_calls_in_the_next_block_at_its_time():
+    init, peer, host, _ = run_chain(block_time=2.0)
+    receipts = [e for e in init.seen if isinstance(e, ContractReceipt)]
+    # deploy sent at 0 -> block at 2; initialize sent at 2 + 2.5 -> block at 6; the second
+    # initialize sent on that receipt at 6 -> block at 8
+    assert [(r.call_id, r.time) for r in receipts] == [("deploy", 2.0), ("init-1", 6.0),
+                                                       ("init-2", 8.0)]
+    assert receipts[1].status and not receipts[2].status
+    # the peer registers on the Initialized log (delivered at 6, after the receipt): its
+    # call shares the block at 8 with the initiator's second initialize
+    reg = next(e for e in peer.seen if isinstance(e, ContractReceipt))
+    assert reg.time == 8.0 and reg.block == receipts[2].block
+    assert [(t, n) for t, _, n in host.blocks] == [(2.0, 1), (6.0, 1), (8.0, 2)]
+    logs = [(e.time, e.log.event) for e in init.seen if isinstance(e, ContractLog)]
+    assert logs == [(6.0, "Initialized"), (8.0, "Registered")]
+    assert init.seen.index(receipts[1]) < next(
+        i for i, e in enumerate(init.seen) if isinstance(e, ContractLog))
+    assert host.backend.timestamp == START_TIME + 8  # block.timestamp is virtual time
+
+
+def test_exponential_blocks_are_seeded_and_later_than_the_call():
+    a = run_chain(block_time=13.0, block_mode="exponential")
+    b = run_chain(block_time=13.0, block_mode="exponential")
+    times = [e.time for e in a[0].seen if isinstance(e, ContractReceipt)]
+    assert times == [e.time for e in b[0].seen if isinstance(e, ContractReceipt)]
+    assert times[0] > 0.0 and times[1] > times[0] + 2.5 and times[2] > times[1]
+    host = a[2]
+    assert host.backend.timestamp == START_TIME + int(host.blocks[-1][0])
+
+
+def test_exponential_gaps_have_the_configured_mean():
+    spec = ContractSpec(SOURCE, block_time=13.0, block_mode="exponential")
+    host = ChainHost(spec, ["n0"], seed=3)
+    gaps = [host.next_block_time(100.0) - 100.0 for _ in range(20_000)]
+    mean = sum(gaps) / len(gaps)
+    assert min(gaps) > 0 and abs(mean - 13.0) < 0.4  # std error 13 / sqrt(20000) = 0.09
+    other = ChainHost(spec, ["n0"], seed=4)
+    assert other.next_block_time(0.0) != ChainHost(spec, ["n0"], seed=3).next_block_time(0.0)
+    fixed = ChainHost(ContractSpec(SOURCE, block_time=13.0), ["n0"])
+    assert [fixed.next_block_time(t) for t in (0.0, 12.9, 13.0, 30.0)] == [13, 13, 26, 39]
 
 
 class Declares:

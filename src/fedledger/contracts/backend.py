@@ -2,8 +2,9 @@
 
 A backend is one Ethereum chain seen by one process. The in-process backend
 (:mod:`fedledger.contracts.pyevm`, py-evm through titanoboa) executes a transaction at the
-current block and ``mine`` closes that block; a JSON-RPC backend would do the same over
-the wire. Results come back as plain frozen records so no caller sees a backend's types.
+current block and ``mine`` closes that block; the JSON-RPC backend
+(:mod:`fedledger.contracts.rpc`, any node through web3) does the same over the wire.
+Results come back as plain frozen records so no caller sees a backend's types.
 """
 
 from __future__ import annotations

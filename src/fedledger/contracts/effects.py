@@ -16,6 +16,8 @@ from typing import Any
 
 from fedledger.contracts.backend import ContractSource, LogRecord
 
+BLOCK_MODES = ("fixed", "exponential")
+
 
 @dataclass(frozen=True)
 class ContractSpec:
@@ -24,7 +26,9 @@ class ContractSpec:
     source: the Vyper source the initiator deploys (``ContractDeploy``);
     accounts: (address, wei) each account holds at genesis (a dev-chain faucet);
     chain_id: the chain's EIP-155 id; block_time: seconds between blocks, 0 for
-    instant blocks (a call is mined at once and answered at the same virtual time).
+    instant blocks (a call is mined at once and answered at the same virtual time);
+    block_mode: ``fixed`` (a block every ``block_time`` seconds) or ``exponential``
+    (gaps drawn with mean ``block_time``: a PoW chain such as the paper's Geth, ~13 s).
     Every node that declares the same spec shares the one chain and receives its logs.
     """
 
@@ -32,12 +36,13 @@ class ContractSpec:
     accounts: tuple[tuple[str, int], ...] = ()
     chain_id: int = 1337
     block_time: float = 0.0
+    block_mode: str = "fixed"
 
     def __post_init__(self) -> None:
-        if self.block_time != 0.0:
-            raise ValueError(
-                f"block_time {self.block_time}: only 0 (instant blocks) is implemented"
-            )
+        if not self.block_time >= 0.0:  # also refuses NaN
+            raise ValueError(f"block_time must be >= 0 seconds, got {self.block_time}")
+        if self.block_mode not in BLOCK_MODES:
+            raise ValueError(f"block_mode {self.block_mode!r}: allowed {BLOCK_MODES}")
         if self.chain_id < 1:
             raise ValueError(f"chain_id must be >= 1, got {self.chain_id}")
         bad = [a for a, wei in self.accounts if wei < 0]
