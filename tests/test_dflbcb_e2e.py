@@ -1,45 +1,26 @@
 """DFLBCB end to end in the simulator: the initiator deploys and initializes the state
 contract, the committee orders requests with PBFT and advances every stage with F+1
-proofs, participants train on digits, members score on the shared split and aggregate."""
+proofs, participants train on digits, members score on the shared split and aggregate;
+every Elect installs the elected committee (a new PBFT instance, a new term)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import fedledger.experiment.runner as runner
+from dflbcb_sim import INITIAL, ROUNDS, captured_run, config, contract_of, terms, transitions
 from fedledger.assembly.build import build_experiment, sample_root_set
-from fedledger.assembly.config import parse_config
 from fedledger.assembly.jobs import JobRunner, NodeLearning
 from fedledger.contracts.dflbcb import Kind
-from fedledger.experiment.runner import run_experiment
 from fedledger.learning.jobs import EvalJob
+from fedledger.protocols.dflbcb import Dflbcb
 from fedledger.storage import BlobStore
 from fedledger.storage.cid import cid_from_sha256
-
-ROUNDS = 3
-
-
-def config(name: str, rounds: int = ROUNDS, malicious: tuple = (), **protocol):
-    return parse_config({
-        "name": name, "seed": 1, "rounds": rounds,
-        "data": {"dataset": "digits", "partition": "iid", "val_fraction": 0.2},
-        "model": {"name": "mlp", "hidden": [32]},
-        "train": {"epochs": 3, "lr": 0.1, "batch_size": 16, "momentum": 0.5},
-        "protocol": {"name": "dflbcb", "committee": 4, "elect_times": 2, "shared_eval": 150,
-                     **protocol},
-        "nodes": {"count": 7, "malicious": list(malicious)},
-        "output": {"plots": False},
-    })
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     return captured_run(config("dflbcb-e2e"), tmp_path_factory.mktemp("dflbcb") / "run")
-
-
-def contract_of(host) -> str:
-    return next(r.contract_address for n, r in host.receipts if r.fn == "__init__")
 
 
 def test_every_stage_call_is_accepted_and_the_iteration_advances(run):
@@ -53,17 +34,31 @@ def test_every_stage_call_is_accepted_and_the_iteration_advances(run):
                    "submit_pledge", "submit_commit", "submit_work",
                    "submit_elect", "submit_pledge", "submit_commit", "submit_work"]
     assert host.backend.call(address, "it", ()) == ROUNDS + 1
-    # the submitters are committee members (their F+1 proofs carried the stage)
-    assert {n for n, _, _ in calls} <= {"m00", "m01", "m02", "m03"}
+
+def test_each_election_hands_the_stages_over_to_the_elected_committee(run):
+    _, host = run
+    committees = terms(host)
+    # term 1: no accuracy history yet, equal pledges: the 4 lowest addresses, p00 and p01
+    # among them; term 2 (after two iterations) weighs the members' accuracy
+    assert len(committees) == 3 and committees[1] != INITIAL
+    assert {"p00", "p01"} <= set(committees[1])
+    term = 0
+    for submitter, fn, _, signers in transitions(host):
+        # each proof is signed by F+1 members of the committee of its term, and the
+        # submitter belongs to it (the old committee's proof installs the new one)
+        assert submitter in committees[term] and set(signers) <= set(committees[term])
+        assert len(signers) >= 2
+        term += fn == "submit_elect"
 
 
 def test_the_global_model_hash_on_chain_is_the_members_model(run):
     result, host = run
     address = contract_of(host)
+    committees = terms(host)
     for it in range(1, ROUNDS + 1):
         on_chain = bytes(host.backend.call(address, "global_model", (it,)))
         cid = cid_from_sha256(on_chain)
-        for member in ("m00", "m01", "m02", "m03"):
+        for member in committees[1 if it <= 2 else 2]:
             store = BlobStore(result.run_dir / "nodes" / member / "blobs")
             assert store.has(cid), (it, member)
         acc = host.backend.call(address, "global_acc", (it,))
@@ -74,8 +69,8 @@ def test_honest_accuracy_is_well_above_chance(run):
     result, _ = run
     assert result.summary.final_accuracy > 0.6  # ten classes: chance is 0.1
     last = [r for r in result.rows if r.step == ROUNDS]
-    assert {r.node for r in last} >= {"m00", "m01", "m02", "m03"}
-    assert len({r.accuracy for r in last}) == 1  # every member holds the same model
+    assert {r.node for r in last} == {"m00", "m01", "m02", "m03", "p00", "p01"}
+    assert len({r.accuracy for r in last}) == 1  # every node holds the same model
 
 
 def test_the_shared_split_is_one_set_for_every_node(tmp_path):
@@ -105,39 +100,10 @@ def test_a_runner_without_a_shared_split_refuses_shared_jobs(tmp_path):
 
 def test_noisy_sub_models_are_flagged_dropped_and_slashed(tmp_path):
     noise = {"count": 2, "attack": {"name": "gaussian_noise", "sigma": 1.0}}
-    result, host = captured_run(config("dflbcb-noise", 2, (noise,)), tmp_path / "run")
+    result, host = captured_run(config("dflbcb-noise", 1, (noise,)), tmp_path / "run")
     slashed = [log for _, r in host.receipts if r.fn == "submit_work" for log in r.logs
                if log.event == "Slashed" and log.arg("kind") == Kind.LOW_QUALITY]
-    assert len(slashed) == 2 * 2  # both noisy participants, both iterations
-    assert result.summary.final_accuracy > 0.6
-
-
-def captured_run(cfg, out):
-    hosts = []
-    original = runner.simulated_chain
-    runner.simulated_chain = lambda exp: hosts.append(original(exp)) or hosts[-1]
-    try:
-        return run_experiment(cfg, out=out), hosts[0]
-    finally:
-        runner.simulated_chain = original
-
-
-@pytest.mark.parametrize("fault", ["silent", "wrong_end"])
-def test_one_byzantine_member_of_four_neither_stops_nor_fools_the_contract(tmp_path, fault):
-    """F = 1: the PBFT primary m00 silent (a view change) or m01 sending Ends and proof
-    shares over a wrong hash; every accepted transition is the honest result."""
-    who = "m00" if fault == "silent" else "m01"
-    bad = {"ids": [who], "faults": [fault]}
-    result, host = captured_run(config(f"dflbcb-{fault}", 2, (bad,), elect_times=5),
-                                tmp_path / "run")
-    address = contract_of(host)
-    assert host.backend.call(address, "it", ()) == 3
-    calls = [(n, r) for n, r in host.receipts if r.fn.startswith("submit_")]
-    assert all(r.status for _, r in calls) and who not in {n for n, _ in calls}
-    # the accepted Work results are the honest members' model (in their blob stores)
-    for it in (1, 2):
-        cid = cid_from_sha256(bytes(host.backend.call(address, "global_model", (it,))))
-        assert BlobStore(result.run_dir / "nodes" / "m02" / "blobs").has(cid)
+    assert len(slashed) == 2  # both noisy participants
     assert result.summary.final_accuracy > 0.6
 
 
@@ -166,3 +132,21 @@ def test_the_ordered_log_keeps_valid_first_requests_and_cuts_by_sequence():
     assert len(hashes) == 1  # the same cut, the same hash on every member
     with pytest.raises(ValueError):
         parse_request((1, 1, "x"))
+
+
+def test_the_report_reads_the_contracts_history(run):
+    result, host = run
+    section = result.summary.protocol_report
+    address = contract_of(host)
+    assert section["iterations"] == ROUNDS
+    assert section["accepted_proofs"] == {"elect": 2, "pledge": 3, "commit": 3, "work": 3}
+    assert abs(sum(section["stage_share"].values()) - 1) < 1e-9
+    assert set(section["gas_per_call"]) == {"submit_elect", "submit_pledge", "submit_commit",
+                                            "submit_work"}
+    for it in range(1, ROUNDS + 1):  # per iteration, as the contract recorded them
+        assert section["price_wei"][it] == host.backend.call(address, "global_price", (it,))
+        assert section["accuracy_permille"][it] == host.backend.call(address, "global_acc",
+                                                                     (it,))
+    assert section["rewarded_points"]["work"] > 0 and section["requests"] > 0
+    lines = dict(Dflbcb.headline(None, section))  # type: ignore[arg-type]
+    assert lines["accepted proofs"].startswith("commit 3")

@@ -121,3 +121,36 @@ def test_deductions_and_price_curve() -> None:
     assert rewards.price_of(-1, xs, ys) == 0
     with pytest.raises(ConfigError, match="offence 0"):
         rewards.exp_deduction(0, 1)
+
+
+def test_the_report_worked_example() -> None:
+    from fedledger.protocols.dflbcb.report import dflbcb_headline, dflbcb_report
+    from fedledger.protocols.results import MetricRow
+
+    def row(name, value, step=1, node="init", **tags):
+        return MetricRow(node, f"dflbcb.{name}", step, 0.0, value, tags)
+
+    metrics = [
+        row("stage_seconds", 1.0, stage="elect"), row("stage_seconds", 1.0, stage="pledge"),
+        row("stage_seconds", 3.0, stage="commit"), row("stage_seconds", 5.0, stage="work"),
+        row("accepted", 1.0, stage="work", submitter="0x1"),
+        row("gas", 500_000.0, node="m00", call="submit_work", ok="True"),
+        row("gas", 300_000.0, node="m01", call="submit_work", ok="False"),
+        row("slashed", 8e15, kind="no_model"), row("rewarded", 2.0, kind="work"),
+        row("global_acc_permille", 870.0, node="m00"), row("price", 5e17),
+        *[row("latency", v, node="m00", kind="end") for v in (0.1, 4.0, 12.0, 20.0)],
+    ]
+    rep = dflbcb_report(metrics)
+    assert rep["iterations"] == 1 and rep["seconds_per_iteration"] == 10.0
+    assert rep["stage_share"] == {"elect": 0.1, "pledge": 0.1, "commit": 0.3, "work": 0.5}
+    assert rep["gas_per_call"] == {"submit_work": {"mean": 500_000.0, "max": 500_000.0,
+                                                   "calls": 1}}
+    assert rep["reverted_calls"] == 1
+    assert rep["accuracy_permille"] == {1: 870.0} and rep["price_wei"] == {1: 5e17}
+    assert rep["latency_within_5s"] == 0.5 and rep["latency_within_15s"] == 0.75
+    assert rep["requests_by_node"] == {"m00": 4}
+    lines = dict(dflbcb_headline(rep))
+    assert lines["what the ledger caught"] == "slashed: no_model 0.0080 ETH"
+    assert lines["on-chain accuracy"] == "0.870 (it 1)"
+    assert dict(dflbcb_headline(dflbcb_report([])))["what the ledger caught"] == \
+        "nothing slashed"

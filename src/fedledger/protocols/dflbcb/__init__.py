@@ -10,7 +10,10 @@ the contract (``it``); metrics' step is the iteration.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from fedledger.contracts.dflbcb import SOURCE
 from fedledger.contracts.effects import CHAIN_EFFECTS, ContractSpec
@@ -25,8 +28,10 @@ from fedledger.protocols.base import (
 )
 from fedledger.protocols.dflbcb.node import DflbcbNode
 from fedledger.protocols.dflbcb.params import DflbcbParams
+from fedledger.protocols.dflbcb.report import dflbcb_headline, dflbcb_report
 from fedledger.protocols.dflbcb.roles import FAULTS, INITIATOR, MEMBER, PARTICIPANT, eth_key
-from fedledger.protocols.resources import BlobSpec, NodeResources
+from fedledger.protocols.resources import MAIN, BlobSpec, CatchUp, ChainSpec, NodeResources
+from fedledger.protocols.results import MetricRow, ModelRow
 
 __all__ = ["Dflbcb", "DflbcbParams"]
 
@@ -44,6 +49,15 @@ class Dflbcb(Protocol[DflbcbParams]):
         MetricSpec("global_acc_permille", "the global model's accuracy on the shared "
                                           "split, as recorded on chain"),
         MetricSpec("flagged", "sub-models Alg. 6 dropped as low quality (a member's view)"),
+        MetricSpec("restored_blocks", "mirror blocks a restarted node replayed"),
+        MetricSpec("latency", "seconds from a node's request to its F+1 matching replies "
+                              "(tags: kind = cand, pledge, sub, alive, end)"),
+        MetricSpec("stage_seconds", "seconds a stage lasted, from the log that opened it "
+                                    "to the one that closed it (tags: stage)"),
+        MetricSpec("accepted", "an accepted stage transition (tags: stage, submitter)"),
+        MetricSpec("slashed", "wei a slash took (tags: kind, the Section 5.1 row)"),
+        MetricSpec("rewarded", "reward points (of 1e18) credited (tags: kind)"),
+        MetricSpec("price", "wei the accuracy-price curve gave the iteration's model"),
     )
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
@@ -62,8 +76,13 @@ class Dflbcb(Protocol[DflbcbParams]):
 
     def resources(self, plan: NodePlan, plans: Sequence[NodePlan]) -> NodeResources:
         accounts = tuple((eth_key(p.node_id).address, GENESIS_WEI) for p in plans)
-        spec = ContractSpec(SOURCE, accounts=accounts, chain_id=self.params.chain_id)
-        return NodeResources(blobs=BlobSpec(), contract=spec)
+        p = self.params
+        spec = ContractSpec(SOURCE, accounts=accounts, chain_id=p.chain_id,
+                            block_time=p.block_time, block_mode=p.block_mode)
+        if plan.role == INITIATOR:  # deploys and initializes; keeps nothing to resume
+            return NodeResources(blobs=BlobSpec(), contract=spec)
+        own = MappingProxyType({MAIN: ChainSpec(catch_up=CatchUp.OWN)})  # durable.py
+        return NodeResources(chains=own, blobs=BlobSpec(), contract=spec)
 
     def shared_split_samples(self) -> int:
         """The pre-agreed test set every committee member scores on (assembly.build)."""
@@ -71,6 +90,14 @@ class Dflbcb(Protocol[DflbcbParams]):
 
     def create_node(self, setup: NodeSetup[DflbcbParams]) -> ProtocolNode[DflbcbParams]:
         return DflbcbNode(setup)
+
+    def report(
+        self, run_dir: Path, rows: Sequence[ModelRow], metrics: Sequence[MetricRow]
+    ) -> Mapping[str, Any]:
+        return dflbcb_report(metrics)
+
+    def headline(self, section: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+        return dflbcb_headline(section)
 
 
 PROTOCOLS.add("dflbcb", Dflbcb, DflbcbParams, Dflbcb.__doc__ or "")

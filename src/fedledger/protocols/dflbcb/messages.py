@@ -1,4 +1,9 @@
-"""DFLBCB's wire messages: PBFT envelopes and the secp256k1 proof shares."""
+"""DFLBCB's wire messages: PBFT envelopes and the secp256k1 proof shares.
+
+Each committee term runs its own PBFT instance, so the envelopes carry the term (the
+contract's ``CommitteeElected.term``, 0 for the initial committee): a node drops (and
+counts) an envelope of another term, and clients and replicas of the right term resend.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ class Request(Message):
     """Client -> committee member: a signed request (candidacy, pledge, submission,
     alive or End)."""
 
+    term: int
     tx: Transaction
 
 
@@ -25,6 +31,7 @@ class Request(Message):
 class Peer(Message):
     """Committee member -> committee member: one PBFT engine message."""
 
+    term: int
     body: Any
 
 
@@ -33,6 +40,7 @@ class Peer(Message):
 class Answer(Message):
     """Committee member -> client: a signed PBFT reply."""
 
+    term: int
     reply: Reply
 
 
@@ -48,3 +56,15 @@ class Share(Message):
     v: int
     r: bytes
     s: bytes
+
+
+@record("dflbcb.History")
+@dataclass(frozen=True)
+class History(Message):
+    """Old committee member -> a new member that was not in the old committee, at a
+    handover: the accepted Work scores it knows, per iteration, ``((it, ((address,
+    permille), ...)), ...)`` sorted; a new member adopts a history F+1 old members sent
+    identically (the election's accuracy term needs it)."""
+
+    term: int
+    rows: tuple[tuple[int, tuple[tuple[str, int], ...]], ...]

@@ -20,7 +20,6 @@ import numpy as np
 from fedledger.consensus.pbft import (
     BroadcastAll,
     Client,
-    PbftConfig,
     Replica,
     SendTo,
 )
@@ -48,6 +47,7 @@ from fedledger.protocols.base import (
     TimerFired,
 )
 from fedledger.protocols.dflbcb.committee import CommitteeMixin
+from fedledger.protocols.dflbcb.durable import DurableMixin
 from fedledger.protocols.dflbcb.messages import Answer, Request
 from fedledger.protocols.dflbcb.ordered import (
     CAND,
@@ -57,26 +57,31 @@ from fedledger.protocols.dflbcb.ordered import (
     request_payload,
 )
 from fedledger.protocols.dflbcb.params import DflbcbParams
+from fedledger.protocols.dflbcb.report import observe
 from fedledger.protocols.dflbcb.roles import (
+    BAD_LAYOUT,
     CLIENT_RETRY,
+    FORGE_WORK,
     FUND,
     INITIATOR,
     MEMBER,
-    PBFT,
+    NO_SUBMIT,
     STAGE_TIMER,
+    SYBIL,
+    SYBIL_FACTOR,
     WRONG_END,
     eth_key,
 )
+from fedledger.protocols.dflbcb.term import TermMixin
 from fedledger.protocols.dflbcb.timer import StageTimer
 from fedledger.protocols.dflbcb.work import WorkMixin
 from fedledger.protocols.kit import JobId, KitNode, ModelBlobs, handles
 from fedledger.protocols.pbft_ledger.boundary import EngineGate
-from fedledger.protocols.pbft_ledger.replica import byzantine_of
 from fedledger.seeding import derive_seed
 from fedledger.storage.cid import cid_from_sha256
 
 
-class DflbcbNode(CommitteeMixin, WorkMixin, KitNode[DflbcbParams]):
+class DflbcbNode(CommitteeMixin, WorkMixin, TermMixin, DurableMixin, KitNode[DflbcbParams]):
     def __init__(self, setup: NodeSetup[DflbcbParams]) -> None:
         super().__init__(setup)
         p = self.p = setup.params
@@ -88,19 +93,20 @@ class DflbcbNode(CommitteeMixin, WorkMixin, KitNode[DflbcbParams]):
         self.node_of_eth = {a: n for n, a in self.eth_of.items()}
         self.members = tuple(pl.node_id for pl in setup.all_nodes if pl.role == MEMBER)
         self.holders = tuple(pl.node_id for pl in setup.all_nodes if pl.role != INITIATOR)
-        keys = [svc.directory[svc.address_of(m)] for m in self.members]
-        clients = {svc.address_of(n): svc.directory[svc.address_of(n)] for n in self.holders}
-        self.client = Client(svc.keys, keys, retry=p.view_timeout) if self.role != INITIATOR \
-            else None
+        self.clients = {svc.address_of(n): svc.directory[svc.address_of(n)]
+                        for n in self.holders}
         self.outbox: list[tuple[str, tuple]] = []
         self.lies = WRONG_END in setup.faults  # Ends and proof shares over a wrong hash
+        self.forges = FORGE_WORK in setup.faults
+        self.bad_layout = BAD_LAYOUT in setup.faults
+        self.elect_factor = SYBIL_FACTOR if SYBIL in setup.faults else 1
+        self.silent_trainer = NO_SUBMIT in setup.faults
+        self.term = 0
+        self.prev_members: tuple[str, ...] = ()
+        self.history_votes: dict[str, tuple] = {}
+        self.client: Client | None = None
         self.engine: Replica | None = None
-        if self.role == MEMBER:
-            cfg = PbftConfig(batch_window=p.batch_window, view_timeout=p.view_timeout,
-                             byzantine=byzantine_of(setup.faults, frozenset(clients)))
-            self.engine = Replica(self.members.index(self.node_id), keys, svc.keys, clients,
-                                  cfg, result_of=self._executed)
-            self.boundary = EngineGate(self.gate, self.engine.drops)
+        self.boundary: EngineGate | None = None
         self.blobs = ModelBlobs(svc.blob_store, tuple(setup.initial_weights.shape))
         self.global_w = np.asarray(setup.initial_weights, np.float32)
         self.global_ref = self.blobs.store(self.global_w, 0)
@@ -120,7 +126,8 @@ class DflbcbNode(CommitteeMixin, WorkMixin, KitNode[DflbcbParams]):
         self.timer: StageTimer | None = None
         self.timer_for: tuple[int, int] = (0, -1)
         self.ended: set[tuple[int, int]] = set()
-        self.acc_hist: dict[str, list[int]] = {}
+        self.acc_hist: dict[int, dict[str, int]] = {}  # it -> address -> accepted score
+        self.accepted: dict[tuple[int, int], bytes] = {}  # (it, stage) -> accepted hash
         # work stage: sub-models to score, scores, the member's own work result
         self.subs: dict[int, list[tuple[str, bytes]]] = {}
         self.models: dict[int, dict[str, np.ndarray | None]] = {}
@@ -128,6 +135,10 @@ class DflbcbNode(CommitteeMixin, WorkMixin, KitNode[DflbcbParams]):
         self.work: dict[int, tuple[list[ScoreEntry], bytes, int, np.ndarray]] = {}
         self.pending: dict[int, tuple[list[ScoreEntry], bytes, int, np.ndarray]] = {}
         self._app: list[Effect] = []
+        self.global_it = 0  # the iteration of the global model being fetched
+        self.opened = 0.0  # when the current stage began
+        self.subs_log: Any = None  # the last SubmissionsAnnounced (a member scores them)
+        self._new_instance()
 
     # ------------------------------------------------------------ dispatch
 
@@ -141,7 +152,7 @@ class DflbcbNode(CommitteeMixin, WorkMixin, KitNode[DflbcbParams]):
     def on_start(self, event: Start) -> list[Effect]:
         if self.role == INITIATOR:
             return [ContractDeploy("deploy", self.key.address)]
-        return []
+        return self._restore()
 
     # ------------------------------------------------------------ chain
 
@@ -159,16 +170,20 @@ class DflbcbNode(CommitteeMixin, WorkMixin, KitNode[DflbcbParams]):
         return []
 
     def _on_log(self, ev: ContractLog) -> list[Effect]:
-        log = ev.log
+        return self._on_log_event(ev.log) + self._flush()
+
+    def _on_log_event(self, log: Any) -> list[Effect]:
         if self.contract and log.address != self.contract:
             return []
         name = log.event
         out: list[Effect] = []
+        if self.role == INITIATOR and self.contract:
+            out += observe(log, self.now, self.opened, self.it)
         if name == "Initialized":
             self.contract = log.address
             self.committee = tuple(eth.checksum(a) for a in log.arg("committee"))
-            self.it, self.stage = 1, int(Stage.ELECT)
-            if self.role == MEMBER:
+            self.it, self.stage, self.opened = 1, int(Stage.ELECT), self.now
+            if self.engine is not None:
                 self.log = OrderedLog(self.p.chain_id, self.contract)
                 out += self._start_stage()
             if self.role != INITIATOR:
@@ -176,43 +191,56 @@ class DflbcbNode(CommitteeMixin, WorkMixin, KitNode[DflbcbParams]):
                                         self.key.address, value=FUND))
         elif name == "Registered":
             self.registered += 1
-            if eth.checksum(log.arg("node")) == self.key.address and self.role == MEMBER:
-                out += self._request(CAND, self.cparams.min_elect_pledge)
+            if eth.checksum(log.arg("node")) == self.key.address and self.stage == Stage.ELECT:
+                out += self._request(CAND, self.elect_factor * self.cparams.min_elect_pledge)
         elif name == "CommitteeElected":
-            self.committee = tuple(eth.checksum(a) for a in log.arg("members"))
+            out += self._install(int(log.arg("term")),
+                                 tuple(eth.checksum(a) for a in log.arg("members")))
         elif name == "ParticipantsAnnounced":
             nodes = tuple(eth.checksum(a) for a in log.arg("nodes"))
             self.participants[int(log.arg("it"))] = nodes
-            if self.key.address in nodes:
-                job = TrainJob(self.global_w, self.setup.train,
-                               derive_seed(self.setup.seed, "train", self.node_id, self.it))
-                out.append(RunJob(str(JobId("train", self.it)), job))
-        elif name == "SubmissionsAnnounced" and self.role == MEMBER:
+            if self.key.address in nodes and not self.silent_trainer:
+                out.append(RunJob(str(JobId("train", self.it)), self._train_job()))
+        elif name == "SubmissionsAnnounced" and self.engine is not None:
+            self.subs_log = log
             out += self._fetch_submissions(int(log.arg("it")), log)
         elif name == "GlobalModel":
             out += self._on_global(int(log.arg("it")), bytes(log.arg("model_hash")),
                                    int(log.arg("acc")))
         elif name == "StageChanged":
             out += self._on_stage_changed(log)
-        return out + self._flush()
+        self._mirror_log(log)
+        return out
+
+    def _train_job(self) -> TrainJob:
+        return TrainJob(self.global_w, self.setup.train,
+                        derive_seed(self.setup.seed, "train", self.node_id, self.it))
 
     def _on_stage_changed(self, log: Any) -> list[Effect]:
         it, frm, to = int(log.arg("it")), int(log.arg("from_stage")), int(log.arg("to_stage"))
+        self.accepted[(it, frm)] = bytes(log.arg("result_hash"))
         if frm == Stage.WORK:
-            closed = self.closed.get((it, frm))
-            if closed is not None and closed[0] == bytes(log.arg("result_hash")):
-                for entry in closed[1][1]:
-                    self.acc_hist.setdefault(entry.node, []).append(entry.score)
+            self._record_scores(it)
         self.it = it + 1 if frm == Stage.WORK else it
-        self.stage = to
+        self.stage, self.opened = to, self.now
         out: list[Effect] = []
-        if self.role == MEMBER:
+        if self.engine is not None:
             out += self._start_stage()
-            if to == Stage.ELECT:
-                out += self._request(CAND, self.cparams.min_elect_pledge)
+        if self.role == INITIATOR and frm == Stage.WORK and it >= self.setup.rounds:
+            out.append(Halt(f"{it} iterations on chain"))  # after observing the last log
+        if to == Stage.ELECT and self.role != INITIATOR:
+            out += self._request(CAND, self.elect_factor * self.cparams.min_elect_pledge)
         if to == Stage.PLEDGE and self.role != INITIATOR:
             out += self._request(PLEDGE, self.cparams.min_pledge)
         return out
+
+    def _record_scores(self, it: int) -> None:
+        """The accepted Work result's scores join the accuracy history (Alg. 1's acc)
+        once this member both closed Work at that hash and saw the contract accept it."""
+        closed = self.closed.get((it, int(Stage.WORK)))
+        if closed is not None and closed[0] == self.accepted.get((it, int(Stage.WORK))):
+            self.acc_hist[it] = {e.node: e.score for e in closed[1][1]}
+            self._mirror_scores(it)
 
     def _on_global(self, it: int, model_hash: bytes, acc: int) -> list[Effect]:
         out: list[Effect] = [EmitMetric("global_acc_permille", float(acc), it)]
@@ -225,8 +253,9 @@ class DflbcbNode(CommitteeMixin, WorkMixin, KitNode[DflbcbParams]):
             source = self.node_of_eth.get(self.committee[0]) if self.committee else None
             if source is not None and source != self.node_id:
                 self.global_ref = ModelRef(cid_from_sha256(model_hash), model_hash, 0)
-                out.append(FetchBlob(self.global_ref.cid, source))
-        if it >= self.setup.rounds:
+                self.global_it = it
+                return [*out, FetchBlob(self.global_ref.cid, source)]  # halts on arrival
+        if it >= self.setup.rounds and self.role != INITIATOR:
             out.append(Halt(f"{it} iterations on chain"))
         return out
 
@@ -238,6 +267,8 @@ class DflbcbNode(CommitteeMixin, WorkMixin, KitNode[DflbcbParams]):
         return self._queue(kind, request_payload(self.it, stage, req))
 
     def _queue(self, kind: str, payload: tuple) -> list[Effect]:
+        if self.replaying:
+            return []
         self.outbox.append((kind, payload))
         return self._pump()
 
@@ -245,7 +276,9 @@ class DflbcbNode(CommitteeMixin, WorkMixin, KitNode[DflbcbParams]):
         if self.client is None or self.client.busy or not self.outbox:
             return []
         kind, payload = self.outbox.pop(0)
-        return self._client_effects(self.client.request(self.now, kind, payload))
+        actions = self.client.request(self.now, kind, payload)
+        self._save_nonce()
+        return self._client_effects(actions)
 
     def _client_effects(self, actions: list[Any]) -> list[Effect]:
         out: list[Effect] = []
@@ -263,19 +296,24 @@ class DflbcbNode(CommitteeMixin, WorkMixin, KitNode[DflbcbParams]):
 
     def _to_replica(self, member: str, tx: Transaction) -> list[Effect]:
         if member != self.node_id:
-            return [Send(member, Request(tx))]
-        assert self.engine is not None
-        return self._replica_effects(self.boundary.call(
-            lambda: self.engine.on_request(self.now, tx)))  # type: ignore[union-attr]
+            return [Send(member, Request(self.term, tx))]
+        engine, boundary = self.engine, self.boundary
+        assert engine is not None and boundary is not None
+        return self._replica_effects(boundary.call(lambda: engine.on_request(self.now, tx)))
 
     def _on_answer(self, reply: Any) -> list[Effect]:
         assert self.client is not None
+        tx = self.client.outstanding
         out = self._client_effects(self.client.on_reply(self.now, reply))
+        if tx is not None and tx.nonce in self.client.latency:
+            out.append(EmitMetric("latency", self.client.latency.pop(tx.nonce),
+                                  max(self.it, 0), (("kind", tx.kind),)))
         return out + self._pump()
 
     @handles(Answer)
     def on_answer(self, event: MessageReceived) -> list[Effect]:
         assert isinstance(event.message, Answer)
+        self._term_ok(event, event.message.term)
         if self.client is None or event.sender not in self.members \
                 or event.sender == self.node_id:  # its own replies never cross the network
             raise self.gate.fail("not_a_member", event.sender)
@@ -284,8 +322,9 @@ class DflbcbNode(CommitteeMixin, WorkMixin, KitNode[DflbcbParams]):
     def on_timer(self, key: str, event: TimerFired) -> list[Effect]:
         if key == CLIENT_RETRY and self.client is not None:
             return self._client_effects(self.client.on_timer(self.now, "retry"))
-        if key.startswith(PBFT) and self.engine is not None:
-            engine, name = self.engine, key[len(PBFT):]
+        prefix = self._pbft_key("")
+        if key.startswith(prefix) and self.engine is not None and self.boundary is not None:
+            engine, name = self.engine, key[len(prefix):]
             return self._replica_effects(
                 self.boundary.call(lambda: engine.on_timer(self.now, name)))
         if key == STAGE_TIMER and self.timer is not None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class DflbcbParams(BaseModel):
     """committee: initial committee size (>= 4, F = (n-1)//3); the other nodes are plain
     participants. mt_*: each stage's hard cap in seconds (Alg. 2); floor: Alg. 2's quiet
     timer floor. batch_window: PBFT request aggregation (the paper: 5 s). shared_eval:
-    samples of the pre-agreed test set every committee member scores on."""
+    samples of the pre-agreed test set every committee member scores on. block_time: seconds
+    between the simulated chain's blocks (0: instant, each call mined at once); block_mode:
+    ``exponential`` (PoW-like gaps of mean block_time, the paper's Geth: about 13 s) or
+    ``fixed``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -27,3 +32,14 @@ class DflbcbParams(BaseModel):
     view_timeout: float = Field(2.0, gt=0)
     shared_eval: int = Field(200, ge=1)
     chain_id: int = Field(1337, ge=1)
+    block_time: float = Field(0.0, ge=0)
+    block_mode: Literal["fixed", "exponential"] = "exponential"
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> DflbcbParams:
+        if self.view_timeout <= self.batch_window:
+            raise ValueError(
+                f"view_timeout ({self.view_timeout} s) must exceed batch_window "
+                f"({self.batch_window} s): backups would start a view change while the "
+                "primary is still filling a batch")
+        return self

@@ -11,9 +11,16 @@ PBFT = "pbft-"
 CLIENT_RETRY = "client-retry"
 STAGE_TIMER = "stage"
 WRONG_END = "wrong_end"
-#: Protocol faults: the PBFT engine's switches for a member's replica, and ``wrong_end``
-#: (a member's End and proof shares carry a hash no honest member computes).
-FAULTS = ("equivocate", "wrong_digest", "silent", "censor", "forge", WRONG_END)
+FORGE_WORK, NO_SUBMIT, BAD_LAYOUT, SYBIL = "forge_work", "no_submit", "bad_layout", "sybil_pledge"
+#: Protocol faults: the PBFT engine's switches for a member's replica; ``wrong_end`` (a
+#: member's End and proof shares carry a hash no honest member computes); ``forge_work``
+#: (a colluding member claims a Work result with global accuracy 1000 at once, and signs
+#: the colluders' forged Ends: F+1 of them get it accepted, the documented bound);
+#: ``no_submit`` (a participant pledges but never submits); ``bad_layout`` (it submits a
+#: model of an undeclared layout); ``sybil_pledge`` (a candidate pledges 5x the minimum).
+FAULTS = ("equivocate", "wrong_digest", "silent", "censor", "forge", WRONG_END, FORGE_WORK,
+          NO_SUBMIT, BAD_LAYOUT, SYBIL)
+SYBIL_FACTOR = 5
 
 
 def eth_key(node_id: str) -> EthKey:

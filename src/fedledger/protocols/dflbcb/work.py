@@ -17,6 +17,7 @@ from fedledger.protocols.base import (
     Effect,
     EmitMetric,
     FetchBlob,
+    Halt,
     JobFinished,
     ReportModel,
     RunJob,
@@ -25,9 +26,6 @@ from fedledger.protocols.dflbcb import rewards
 from fedledger.protocols.dflbcb.ordered import (
     ALIVE,
     SUB,
-)
-from fedledger.protocols.dflbcb.roles import (
-    MEMBER,
 )
 from fedledger.protocols.kit import JobId
 from fedledger.storage.cid import cid_from_sha256
@@ -62,11 +60,16 @@ class WorkMixin:
                 if cid_from_sha256(h) == event.cid and node not in self.models.get(it, {}):
                     w = self.blobs.load(event.data, ModelRef(event.cid, h, 0))
                     return self._got_model(it, node, w)
-        if event.cid == self.global_ref.cid:
+        if event.cid == self.global_ref.cid and self.global_it:
+            it, self.global_it = self.global_it, 0
             w = self.blobs.load(event.data, self.global_ref)
+            out: list[Effect] = []
             if w is not None:
                 self.global_w = w
-                return [ReportModel(self.it - 1, w)] if self.role == MEMBER else []
+                out.append(ReportModel(it, w))
+            if it >= self.setup.rounds:
+                out.append(Halt(f"{it} iterations on chain"))
+            return out
         return []
 
     def _got_model(self, it: int, node: str, w: np.ndarray | None) -> list[Effect]:
@@ -81,7 +84,11 @@ class WorkMixin:
         if job_id is None:
             raise self.gate.fail("unexpected_job", event.job_id)
         if job_id.kind == "train" and isinstance(result, TrainResult):
-            ref = self.blobs.store(result.weights, result.num_samples)
+            if self.bad_layout:  # T11: raw float32 bytes of another size, no declared layout
+                raw = np.asarray(result.weights[:-1], np.float32).tobytes()
+                ref = self.blobs.put(raw, result.num_samples)
+            else:
+                ref = self.blobs.store(result.weights, result.num_samples)
             return self._request(SUB, int.from_bytes(ref.sha256, "big"))
         if not isinstance(result, EvalResult):
             raise self.gate.fail("unexpected_job", event.job_id)
