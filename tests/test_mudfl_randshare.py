@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fedledger.codec import decode, encode
 from fedledger.crypto import pvss
 from fedledger.protocols.mudfl import randshare as rs
@@ -148,3 +151,39 @@ def test_too_few_reveals_give_the_flagged_fallback() -> None:
     deals = _deals(members)
     result = _run(keys, members, deals, skip={m.address for m in members[1:]})
     assert result.fallback and result.seed == fallback_seed(PREV, CP)
+
+
+_K4_KEYS, _K4_MEMBERS = _committee(4)  # f = 1, t = 2
+_K4_DEALS = _deals(_K4_MEMBERS)
+_K4_QUALIFIED = list(rs.qualify(D, _K4_MEMBERS, _K4_DEALS)[0].values())
+_K4_REVEALS = _reveals(_K4_KEYS, _K4_MEMBERS, _K4_QUALIFIED)
+_K4_SEED = rs.finish(D, _K4_MEMBERS, _K4_DEALS, _K4_REVEALS, PREV, CP).seed
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(0, 3),
+    st.sampled_from(["withhold", "garble", "reorder", "duplicate"]),
+    st.randoms(use_true_random=False),
+)
+def test_once_the_qualified_set_is_fixed_f_colluders_cannot_change_the_seed(who, how, rnd):
+    """Any f = 1 member of K = 4 withholds, garbles, reorders or repeats its reveals: the
+    seed is the honest one, unflagged, and a garbled reveal is excluded with evidence."""
+    colluder = _K4_MEMBERS[who].address
+    own = [r for r in _K4_REVEALS if r.member == colluder]
+    rest = [r for r in _K4_REVEALS if r.member != colluder]
+    if how == "withhold":
+        mine = []
+    elif how == "garble":
+        mine = [dataclasses.replace(r, share=rest[0].share) for r in own]
+    elif how == "reorder":
+        mine = list(own)
+        rnd.shuffle(mine)
+    else:
+        mine = own + own
+    reveals = rest + mine
+    rnd.shuffle(reveals)
+    result = rs.finish(D, _K4_MEMBERS, _K4_DEALS, reveals, PREV, CP)
+    assert result.seed == _K4_SEED and not result.fallback
+    if how == "garble":
+        assert {e.offender for e in result.excluded} == {colluder}

@@ -18,6 +18,7 @@ from fedledger.protocols.kit.gate import Reject
 from fedledger.protocols.mudfl import contents, poc, succession
 from fedledger.protocols.mudfl import randshare as rs
 from fedledger.protocols.mudfl import rotation as rot
+from fedledger.protocols.mudfl import settlement as st
 from fedledger.protocols.mudfl.messages import (
     DOUBLE_VOTE,
     EQUIVOCATION,
@@ -41,6 +42,7 @@ PROTOCOL = {
     "credit_max": 5000,
     "credit_reward": 100,
     "credit_penalty": 1000,
+    "tx_fee": 0.01,
 }
 
 
@@ -160,6 +162,49 @@ def test_credits_are_recomputed_from_the_chain_once_per_dynasty(run):
     assert previous["c004"] < max(previous.values())
 
 
+def test_each_dynasty_record_settles_the_dynasty_that_ends(run):
+    """Deposits, fee pool and worker rewards of dynasties 0 and 1, recomputed here from
+    the blocks (and the aggregator's score transactions) of each dynasty."""
+    exp, _, _, _ = run
+    chain = exp.nodes["admin"].chain
+    ctx = chain.ctx
+    node_of = ctx.services.node_of
+    agg = ctx.services.address_of(ctx.aggregator)
+    p = ctx.params
+    low = 1
+    paid = 0.0
+    for number, height in sorted(_records(chain).items()):
+        running = ctx.state.known[number - 1]
+        blocks = [chain.store.at_height(h) for h in range(low, height)]
+        got = rot.claim_of(chain.store.at_height(height)).record.settlement
+        scored = {}
+        for b in blocks:
+            for tx in b.transactions:
+                if tx.kind == "mudfl.score" and tx.sender == agg:
+                    scored.setdefault(tx.payload.round, dict(tx.payload.scores))
+        assert got.dynasty == number - 1
+        assert got.deposits == tuple((m, p.deposit, 0.0) for m in sorted(running.committee))
+        assert got.fee_pool == p.tx_fee * sum(len(b.transactions) for b in blocks) > 0
+        assert dict(got.fees) == {m: got.fee_pool / p.committee for m in running.committee}
+        rewards = {}
+        for rnd in sorted(scored):
+            total = sum(scored[rnd].values())
+            for worker, s in scored[rnd].items():
+                rewards[node_of(worker)] = rewards.get(node_of(worker), 0.0) + (
+                    s / total * p.round_fee
+                )
+        assert dict(got.rewards) == pytest.approx(rewards)
+        assert sum(r for _, r in got.rewards) == pytest.approx(p.round_fee * len(scored))
+        paid += sum(r for _, r in got.rewards)
+        low = height + 1
+    assert paid > 0  # rounds were scored on chain
+    # c004's tampered models score 0: it earns nothing, the honest workers do
+    every = st.balances(
+        rot.claim_of(chain.store.at_height(h)).record.settlement for h in _records(chain).values()
+    )
+    assert every.get("c004", 0.0) == 0.0 and every.get("c000", 0.0) > 0
+
+
 def test_takeover_waits_for_the_dynasty_block_to_be_finalized(run):
     _, calls, _, _ = run
     took = [c for c in calls if c[4]]
@@ -194,6 +239,12 @@ def _forge(exp, chain, height, change):
         (lambda r: dataclasses.replace(r, committee=tuple(reversed(r.committee))), "drawn"),
         (lambda r: dataclasses.replace(r, credits=((r.credits[0][0], 9), *r.credits[1:])), "cred"),
         (lambda r: None, "carries no record"),
+        (
+            lambda r: dataclasses.replace(
+                r, settlement=dataclasses.replace(r.settlement, fee_pool=1.0)
+            ),
+            "settlement",
+        ),
     ],
 )
 def test_verify_block_refuses_a_bad_dynasty_record(run, change, match):
@@ -271,6 +322,10 @@ def short_run(tmp_path):
     exp.close()
 
 
+def _problem(node, ev):
+    return contents.evidence_problem(node.gate.verifier, ev, node.chain.credit_table, 64)
+
+
 def _fallback_pair(exp, observer):
     """Two different fallback blocks of the rule-iii proposer for the observer's next
     slot (an equivocation), with the observer moved into that slot's fallback window."""
@@ -307,16 +362,16 @@ def test_an_equivocation_becomes_a_slashing_evidence_transaction(short_run):
     assert len(evidence) == 1 and chain.outbox == evidence
     ev = evidence[0].payload
     assert ev.kind == EQUIVOCATION and ev.offender == first.header.proposer
-    assert contents.evidence_problem(node.gate.verifier, ev) is None
+    assert _problem(node, ev) is None
     # the evidence goes to the committee at the next slot's start
     effects = chain.begin_slot(chain.slot + 1)
     sent = [e for e in effects if isinstance(e, Broadcast) and isinstance(e.message, TxMsg)]
     assert any(e.message.tx == evidence[0] for e in sent) and chain.outbox == []
     # forged evidence is refused: one header twice, or a header of another signer
     same = dataclasses.replace(ev, headers=(ev.headers[0], ev.headers[0]))
-    assert "not two different blocks" in contents.evidence_problem(node.gate.verifier, same)
+    assert "not two different blocks" in _problem(node, same)
     other = dataclasses.replace(ev, offender=b"\x01" * 32)
-    assert "not both signed" in contents.evidence_problem(node.gate.verifier, other)
+    assert "not both signed" in _problem(node, other)
     # verify_block refuses a block that carries forged evidence
     keys = exp.services[observer].keys
     bad = sign(Transaction(keys.address, 0.0, SLASH_TX, same, 0), keys)
@@ -354,6 +409,89 @@ def test_slashing_evidence_costs_credit_once_per_offence(short_run):
     assert all(table[c] == base[c] for c in table if c not in (offender, head_proposer(node, head)))
 
 
+def test_slashing_evidence_slashes_the_deposit_in_the_settlement(short_run):
+    exp = short_run
+    node = exp.nodes["admin"]
+    chain, rotation = node.chain, node.ctx.rotation
+    offender = node.ctx.dynasty.committee[0]
+    addr = node.ctx.services.address_of(offender)
+    head = chain.store.head()
+    ev = SlashEvidence(EQUIVOCATION, addr, (head.header,) * 2)
+    reporter = node.ctx.dynasty.committee[1]
+    keys = exp.services[reporter].keys
+    tx = sign(Transaction(keys.address, 0.0, SLASH_TX, ev, 0), keys)
+    block = Block.create(head.hash, head.height + 1, head.header.proposer, 99.0, (tx,), None)
+    chain.store.append(sign(block, exp.services[head_proposer(node, head)].keys))
+    got = rotation.settlement(block.hash, node.ctx.dynasty, 1)
+    base = rotation.settlement(head.hash, node.ctx.dynasty, 1)
+    p = node.ctx.params
+    assert base.slashed == () and got.slashed == (offender,)
+    assert dict((m, (r, c)) for m, r, c in got.deposits)[offender] == (0.0, p.deposit)
+    assert offender not in dict(got.fees)
+    # evidence of another dynasty's offence does not slash this dynasty's deposit
+    late = dataclasses.replace(ev, headers=(dataclasses.replace(head.header, extra=None),) * 2)
+    assert (
+        st.offenders(
+            [Block(block.header, (dataclasses.replace(tx, payload=late),))],
+            0,
+            node.ctx.dynasty.committee,
+            {addr: offender},
+        )
+        == set()
+    )
+
+
+def _poc_block(exp, node, proposer, credit):
+    """A signed PoC (non-fallback) block of ``proposer`` for ``node``'s next slot, with
+    the node moved to that slot's proposal window."""
+    chain = node.chain
+    slot = chain.slot + 1
+    chain.slot, chain.parent, chain.slot_blocks = slot, chain.store.head(), {}
+    node.now = slot * chain.slot_length + 0.2 * chain.params.slot
+    keys = exp.services[proposer].keys
+    claim = PocClaim(slot, 0, credit, False)
+    block = Block.create(
+        chain.parent.hash, chain.parent.height + 1, keys.address, node.now, (), claim
+    )
+    return sign(block, keys)
+
+
+@pytest.mark.parametrize("kind", ["forged_credit", "invalid_proof"])
+def test_a_forged_credit_or_invalid_proof_becomes_slashing_evidence(short_run, kind):
+    exp = short_run
+    committee = exp.nodes["admin"].ctx.dynasty.committee
+    observer = committee[0]
+    node = exp.nodes[observer]
+    table = node.ctx.dynasty
+    chosen = None
+    for proposer in committee[1:]:
+        credit = table.credit_of(proposer) * (4 if kind == "forged_credit" else 1)
+        block = _poc_block(exp, node, proposer, credit)
+        total = table.total_credit
+        if kind == "forged_credit" or not poc.wins(poc.block_proof(block, 64), credit, total, 64):
+            chosen = proposer
+            break
+        node.chain.slot -= 1
+    assert chosen is not None, "every member's proof won; pick another slot"
+    with pytest.raises(Reject) as err:
+        node.chain.on_block(BlockMsg(node.chain.slot, block), chosen)
+    assert err.value.reason == ("forged_credit" if kind == "forged_credit" else "bad_proof")
+    evidence = [tx.payload for tx in node.chain.pool.values() if tx.kind == SLASH_TX]
+    assert len(evidence) == 1 and evidence[0].kind == kind
+    assert evidence[0].offender == block.header.proposer and evidence[0].dynasty == 0
+    assert _problem(node, evidence[0]) is None
+    # the same claim about an honest header is refused
+    honest = _poc_block(exp, node, chosen, table.credit_of(chosen))
+    fake = dataclasses.replace(evidence[0], headers=(honest.header,))
+    if kind == "forged_credit":
+        assert "is the table's" in _problem(node, fake)
+    elif poc.wins(poc.block_proof(honest, 64), table.credit_of(chosen), table.total_credit, 64):
+        assert "under its threshold" in _problem(node, fake)
+    wrong_ids = dataclasses.replace(evidence[0], tx_ids=(b"\x01" * 32,))
+    if kind == "invalid_proof":
+        assert "tx_root" in _problem(node, wrong_ids)
+
+
 def head_proposer(node, block):
     return node.ctx.services.node_of(block.header.proposer)
 
@@ -385,5 +523,5 @@ def test_a_double_vote_becomes_a_slashing_evidence_transaction(short_run):
     evidence = [tx.payload for tx in chain.pool.values() if tx.kind == SLASH_TX]
     assert len(evidence) == 1 and evidence[0].kind == DOUBLE_VOTE
     assert evidence[0].offender == keys.address
-    assert contents.evidence_problem(node.gate.verifier, evidence[0]) is None
+    assert _problem(node, evidence[0]) is None
     assert keys.address in chain.slashed

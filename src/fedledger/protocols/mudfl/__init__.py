@@ -42,6 +42,10 @@ class MuDfl(Protocol[MuDflParams]):
         MetricSpec("arbitrated", "a checkpoint committed by the administrator (Rule 3)"),
         MetricSpec("round_models", "models the aggregator averaged in a round"),
         MetricSpec("model_refused", "a worker's model that failed its hash check"),
+        MetricSpec("dynasty", "a new dynasty took over (value: its number)"),
+        MetricSpec("deposits_slashed", "deposits slashed in the dynasty that just ended"),
+        MetricSpec("fee_pool", "fee pool of the dynasty that just ended (shared by members)"),
+        MetricSpec("worker_rewards", "gamma_i paid to workers in the dynasty that just ended"),
     )
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
@@ -61,7 +65,11 @@ class MuDfl(Protocol[MuDflParams]):
 
     def resources(self, plan: NodePlan, plans: Sequence[NodePlan]) -> NodeResources:
         chain = ChainSpec(fork_choice=poc_fork_choice(self.params.xi))
-        return NodeResources(chains=MappingProxyType({MAIN: chain}), blobs=BlobSpec())
+        # the aggregator's test set, on which it scores the workers' models (Section VII)
+        root = self.params.score_samples if plan.role == AGGREGATOR else 0
+        return NodeResources(
+            chains=MappingProxyType({MAIN: chain}), blobs=BlobSpec(), root_samples=root
+        )
 
     def create_node(self, setup: NodeSetup[MuDflParams]) -> ProtocolNode[MuDflParams]:
         return MuDflNode(setup)

@@ -29,6 +29,8 @@ from fedledger.protocols.mudfl.context import (
 from fedledger.protocols.mudfl.messages import (
     DOUBLE_VOTE,
     EQUIVOCATION,
+    FORGED_CREDIT,
+    INVALID_PROOF,
     SLASH_TX,
     ArbitratorDecision,
     BlockMsg,
@@ -88,10 +90,17 @@ class Microchain:
         )
         succession.restore_current(self, self.initial)
 
-    def _save(self) -> None:
+    def save(self) -> None:
         self.store.put_state(VOTES_KEY, encode(tuple(self.votes)))
         self.store.put_state(DECISIONS_KEY, encode(tuple(self.decisions)))
         self.store.put_state(SLASHED_KEY, encode(tuple(sorted(self.slashed))))
+
+    def credit_table(self, number: int) -> dict[bytes, int] | None:
+        """Dynasty ``number``'s committee credits by address, if this node knows it."""
+        dyn = self.ctx.state.known.get(number)
+        if dyn is None:
+            return None
+        return {self.ctx.services.address_of(n): dyn.credit_of(n) for n in dyn.committee}
 
     # ------------------------------------------------------------ clock
 
@@ -116,8 +125,12 @@ class Microchain:
             raise gate.fail("bad_tx", f"transaction kind {tx.kind!r} with {type(tx.payload)}")
         if tx.kind in RANDSHARE_TXS and contents.randshare_author(tx) != tx.sender:
             raise gate.fail("bad_tx", "a RandShare record sent by someone else than its author")
-        if tx.kind == SLASH_TX and contents.evidence_problem(gate.verifier, tx.payload):
-            raise gate.fail("bad_evidence", contents.evidence_problem(gate.verifier, tx.payload))
+        if tx.kind == SLASH_TX:
+            problem = contents.evidence_problem(
+                gate.verifier, tx.payload, self.credit_table, self.params.xi
+            )
+            if problem is not None:
+                raise gate.fail("bad_evidence", problem)
         if tid in self.pool or contents.on_chain(self.store, tid, self.store.head_hash()):
             raise gate.fail("duplicate_tx", tid.hex()[:16])
         if len(self.pool) >= 4 * self.params.max_block_txs:
@@ -232,10 +245,15 @@ class Microchain:
         proposer = block.header.proposer
         if ctx.services.node_of(proposer) != sender:
             raise gate.fail("wrong_sender", f"{sender} relayed another proposer's block")
+        # the head at the slot's start, or a stored block of its height or above: a node
+        # that missed a block (it came late) joins the branch the proposer built on
         head = self.parent
-        gate.verifier.check_block(block, head.header)
-        if block.parent != head.hash or block.height != head.height + 1:
+        parent = head if block.parent == head.hash else self.store.get(block.parent)
+        if parent is None:
+            raise gate.fail("unknown_parent", f"block at {block.height} from {sender}")
+        if parent.height < head.height or block.height != parent.height + 1:
             raise gate.fail("wrong_parent", f"block at {block.height} not on head {head.height}")
+        gate.verifier.check_block(block, parent.header)
         if sender not in ctx.dynasty.committee or claim.dynasty != ctx.dynasty.number:
             raise gate.fail("not_in_committee", f"{sender} in dynasty {claim.dynasty}")
         if proposer in self.slashed:
@@ -245,12 +263,13 @@ class Microchain:
             if known.hash != block.hash:
                 self.slashed.add(proposer)
                 self._report(SlashEvidence(EQUIVOCATION, proposer, (known.header, block.header)))
-                self._save()
+                self.save()
                 raise gate.fail("equivocation", f"{sender} proposed two blocks in slot {self.slot}")
             raise gate.fail("duplicate_block", sender)
         if claim.credit != ctx.dynasty.credit_of(sender):
             self.slashed.add(proposer)
-            self._save()
+            self._report(SlashEvidence(FORGED_CREDIT, proposer, (block.header,)))
+            self.save()
             raise gate.fail(
                 "forged_credit",
                 f"{sender} claims credit {claim.credit}, table has {ctx.dynasty.credit_of(sender)}",
@@ -268,7 +287,9 @@ class Microchain:
             self.params.xi,
         ):
             self.slashed.add(proposer)
-            self._save()
+            ids = tuple(record_id(tx) for tx in block.transactions)
+            self._report(SlashEvidence(INVALID_PROOF, proposer, (block.header,), tx_ids=ids))
+            self.save()
             raise gate.fail("bad_proof", f"{sender}'s proof is over its threshold")
         contents.check(self, block, claim, sender)
         self.slot_blocks[proposer] = block
@@ -363,11 +384,11 @@ class Microchain:
             ]
             if first:
                 self._report(SlashEvidence(DOUBLE_VOTE, vote.voter, votes=(first[0], vote)))
-            self._save()
+            self.save()
         if not result.accepted:
             raise self.ctx.gate.fail(str(result.status.value), result.detail)
         self.votes.append(vote)
-        self._save()
+        self.save()
         effects: list[Effect] = []
         for cp in result.committed:
             self.unquorate = 0
@@ -389,38 +410,44 @@ class Microchain:
         except ValueError as err:
             raise gate.fail("bad_decision", str(err)) from None
         self.decisions.append(decision)
-        self._save()
+        self.save()
         return [EmitMetric("arbitrated", float(decision.target_height), self.slot)]
 
     def arbitrate(self) -> list[Effect]:
-        """The administrator at a slot's end: after ``arbiter_timeout`` finality slots
-        with no quorum for the next checkpoint on its chain, decide it (Rule 3)."""
+        """The administrator at a slot's start: after ``arbiter_timeout`` slots with an
+        uncommitted checkpoint on its chain, decide it and every later checkpoint up to
+        the head (Rule 3), so that the committee can vote again: Rule 1 only lets it
+        vote for the checkpoint one epoch above the highest committed one."""
+        R = self.params.epoch_size
         source = self.vcf.highest_committed
-        target = self.store.at_height(source.height + self.params.epoch_size)
-        if target is None or self.store.head().height < target.height:
+        head = self.store.head()
+        if head.height < source.height + R:
             return []
         self.unquorate += 1
         if self.unquorate < self.params.arbiter_timeout:
             return []
         self.unquorate = 0
-        decision = self.ctx.sign(
-            ArbitratorDecision(
-                self.ctx.address,
-                source.hash,
-                source.height,
-                target.hash,
-                target.height,
-                self.slot,
-            )
-        )
-        self.vcf.arbitrate(decision)
-        self.decisions.append(decision)
-        self._save()
         others = tuple(n for n in self.ctx.everyone if n != self.ctx.node_id)
-        return [
-            Broadcast(DecisionMsg(decision), to=others),
-            EmitMetric("arbitrated", float(target.height), self.slot),
-        ]
+        effects: list[Effect] = []
+        while head.height >= source.height + R:
+            target = self.store.ancestor_at(head.hash, source.height + R)
+            if target is None:
+                break
+            height = source.height + R
+            decision = self.ctx.sign(
+                ArbitratorDecision(
+                    self.ctx.address, source.hash, source.height, target, height, self.slot
+                )
+            )
+            self.vcf.arbitrate(decision)
+            self.decisions.append(decision)
+            effects += [
+                Broadcast(DecisionMsg(decision), to=others),
+                EmitMetric("arbitrated", float(height), self.slot),
+            ]
+            source = Checkpoint(height, target)
+        self.save()
+        return effects
 
     # ------------------------------------------------------------ metrics
 

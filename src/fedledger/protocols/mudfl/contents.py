@@ -4,26 +4,36 @@ height (checked against the record recomputed from the chain)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from fedledger.ledger.merkle import merkle_root
 from fedledger.ledger.records import Block, Transaction, record_id
 from fedledger.ledger.store import ChainStore
 from fedledger.ledger.verify import Rejected, Verifier
+from fedledger.protocols.mudfl import poc
 from fedledger.protocols.mudfl import randshare as rs
 from fedledger.protocols.mudfl import rotation as rot
 from fedledger.protocols.mudfl.messages import (
     DOUBLE_VOTE,
     EQUIVOCATION,
     FAULT_TX,
+    FORGED_CREDIT,
     GLOBAL_TX,
+    INVALID_PROOF,
     MODEL_TX,
+    SCORE_TX,
     SLASH_TX,
     Fault,
     GlobalModel,
     ModelUpdate,
     PocClaim,
+    Scores,
     SlashEvidence,
 )
+
+#: dynasty number -> its committee's credit table by address (None if unknown here)
+CreditLookup = Callable[[int], Mapping[bytes, int] | None]
 
 if TYPE_CHECKING:
     from fedledger.protocols.mudfl.chain import Microchain
@@ -35,6 +45,7 @@ TX_PAYLOADS = {
     rs.DEAL_TX: rs.RandShareDeal,
     rs.REVEAL_TX: rs.RandShareReveal,
     SLASH_TX: SlashEvidence,
+    SCORE_TX: Scores,
 }
 RANDSHARE_TXS = (rs.DEAL_TX, rs.REVEAL_TX)
 
@@ -56,9 +67,13 @@ def check(chain: Microchain, block: Block, claim: PocClaim, sender: str) -> None
             if problem is not None:
                 raise gate.fail("randshare_window", f"block from {sender}: {problem}")
         if tx.kind == SLASH_TX:
-            problem = evidence_problem(gate.verifier, tx.payload)
+            problem = evidence_problem(
+                gate.verifier, tx.payload, chain.credit_table, chain.params.xi
+            )
             if problem is not None:
                 raise gate.fail("bad_evidence", f"block from {sender}: {problem}")
+        if tx.kind == SCORE_TX and tx.sender != ctx.services.address_of(ctx.aggregator):
+            raise gate.fail("bad_tx", f"block from {sender}: scores not from the aggregator")
     number = ctx.dynasty.number + 1
     if rot.record_number(block.height, chain.params) == number:
         problem = ctx.rotation.check_record(claim.record, block.parent, ctx.dynasty, number)
@@ -68,9 +83,14 @@ def check(chain: Microchain, block: Block, claim: PocClaim, sender: str) -> None
         raise gate.fail("bad_dynasty_record", f"block from {sender} at {block.height}")
 
 
-def evidence_problem(verifier: Verifier, ev: SlashEvidence) -> str | None:
-    """Why ``ev`` does not prove an equivocation or a double vote, or None."""
+def evidence_problem(
+    verifier: Verifier, ev: SlashEvidence, credits: CreditLookup, xi: int
+) -> str | None:
+    """Why ``ev`` does not prove the offence it names, or None. ``credits`` gives the
+    credit table of the dynasty a header names (forged credit, invalid proof)."""
     try:
+        if ev.kind in (FORGED_CREDIT, INVALID_PROOF) and len(ev.headers) == 1 and not ev.votes:
+            return _claim_problem(verifier, ev, credits, xi)
         if ev.kind == EQUIVOCATION and len(ev.headers) == 2 and not ev.votes:
             a, b = ev.headers
             for h in ev.headers:
@@ -93,6 +113,32 @@ def evidence_problem(verifier: Verifier, ev: SlashEvidence) -> str | None:
     except Rejected as err:
         return f"evidence signature refused: {err}"
     return f"evidence of kind {ev.kind!r} with {len(ev.headers)} headers, {len(ev.votes)} votes"
+
+
+def _claim_problem(
+    verifier: Verifier, ev: SlashEvidence, credits: CreditLookup, xi: int
+) -> str | None:
+    header = ev.headers[0]
+    verifier.check(header)
+    claim = header.extra
+    if header.proposer != ev.offender or not isinstance(claim, PocClaim):
+        return "header not signed by the offender or without a PocClaim"
+    table = credits(claim.dynasty)
+    if table is None:
+        return f"dynasty {claim.dynasty} is not known here"
+    credit = table.get(ev.offender)
+    if ev.kind == FORGED_CREDIT:
+        return None if credit != claim.credit else "the claimed credit is the table's"
+    if credit != claim.credit or claim.fallback:
+        return "an invalid-proof claim needs the table's credit and a PoC (not fallback) block"
+    if merkle_root(list(ev.tx_ids)) != header.tx_root:
+        return "transaction ids do not match the header's tx_root"
+    hc = poc.poc_hash(
+        header.parent, ev.tx_ids, header.proposer, claim.credit, header.height, claim.slot
+    )
+    if poc.wins(poc.low_bits(hc, xi), claim.credit, sum(table.values()), xi):
+        return "the proof is under its threshold"
+    return None
 
 
 def on_chain(store: ChainStore, tid: bytes, tip: bytes) -> bool:

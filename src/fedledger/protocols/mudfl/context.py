@@ -70,7 +70,8 @@ class Context:
         dynasty = draw(0, svc.genesis.hash, clients, credits, params.committee, setup.seed)
         everyone = tuple(sorted(p.node_id for p in setup.all_nodes))
         addresses = {n: svc.address_of(n) for n in everyone}
-        rotation = Rotation(params, svc.ledger, clients, setup.seed, addresses)
+        aggregator = roles[AGGREGATOR][0]
+        rotation = Rotation(params, svc.ledger, clients, setup.seed, addresses, aggregator)
         return cls(
             setup,
             params,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from fedledger.codec import record
 from fedledger.consensus.committee import Ticket, committee_alpha, draw_committee, make_ticket
@@ -68,7 +69,8 @@ def fallback_seed(seed: bytes, checkpoint: bytes) -> bytes:
 @dataclass(frozen=True)
 class DynastyRecord:
     """The dynasty block's payload: dynasty ``number``'s seed (``seed_fallback`` when
-    RandShare did not complete), committee, frozen credit table and every VRF ticket."""
+    RandShare did not complete), committee, frozen credit table, every VRF ticket and
+    the settlement of the dynasty that ends (deposits, fees, worker rewards)."""
 
     number: int
     seed: bytes
@@ -76,6 +78,7 @@ class DynastyRecord:
     committee: tuple[str, ...]
     credits: tuple[tuple[str, int], ...]
     tickets: tuple[tuple[str, bytes], ...]
+    settlement: Any = None  # settlement.Settlement of dynasty number - 1
 
     def dynasty(self) -> Dynasty:
         return Dynasty(self.number, self.seed, self.committee, dict(self.credits))
@@ -104,14 +107,25 @@ def propose_record(
     credits: Mapping[str, int],
     size: int,
     run_seed: int,
+    settlement: Any = None,
 ) -> DynastyRecord:
     """The record of dynasty ``number`` drawn with ``seed`` (the previous RandShare output)."""
     dyn = draw(number, seed, clients, credits, size, run_seed)
     alpha = committee_alpha(seed, number, PURPOSE)
     tickets = tuple((c, derive_vrf_key(run_seed, c).prove(alpha)) for c in sorted(clients))
     return DynastyRecord(
-        number, seed, seed_fallback, dyn.committee, tuple(sorted(credits.items())), tickets
+        number,
+        seed,
+        seed_fallback,
+        dyn.committee,
+        tuple(sorted(credits.items())),
+        tickets,
+        settlement,
     )
+
+
+def with_settlement(rec: DynastyRecord, settlement: Any) -> DynastyRecord:
+    return replace(rec, settlement=settlement)
 
 
 def verify_record(

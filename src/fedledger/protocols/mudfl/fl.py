@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fedledger.learning.jobs import EvalJob, EvalResult
 from fedledger.ledger.records import ModelRef, Transaction, record_id
 from fedledger.protocols.base import (
     Broadcast,
@@ -39,11 +40,13 @@ from fedledger.protocols.mudfl.messages import (
     FAULT_TX,
     GLOBAL_TX,
     MODEL_TX,
+    SCORE_TX,
     AggregateMsg,
     Fault,
     FinishMsg,
     GlobalModel,
     ModelUpdate,
+    Scores,
     TaskMsg,
     TxMsg,
 )
@@ -131,6 +134,9 @@ class Pending:
     fetches: dict[str, tuple[bytes, bytes, ModelUpdate]] = field(default_factory=dict)
     models: list[tuple[np.ndarray, int]] = field(default_factory=list)
     aggregating: bool = False
+    scores: dict[bytes, int] = field(default_factory=dict)  # worker -> accuracy (permille)
+    scoring: dict[int, bytes] = field(default_factory=dict)  # eval job index -> worker
+    verified: dict[bytes, np.ndarray] = field(default_factory=dict)
 
 
 class Aggregator:
@@ -198,6 +204,7 @@ class Aggregator:
             if hashlib.sha256(plain).digest() != u.plain_sha256:
                 raise Reject("bad_model_hash", "plaintext hash differs")
             p.models.append((weights, u.model.num_samples))
+            p.verified[worker] = weights
         except (Reject, ModelCipherError) as err:
             reason = err.reason if isinstance(err, Reject) else "bad_model_key"
             self.ctx.gate.fail(reason, f"model of {self.ctx.services.node_of(worker)}")
@@ -206,13 +213,37 @@ class Aggregator:
             tx = ctx.sign(Transaction(ctx.address, 0.0, FAULT_TX, fault, p.round))
             effects += _committee_tx(ctx, self.chain, tx)
             effects.append(EmitMetric("model_refused", 1.0, p.round))
+            p.scores[worker] = 0
         if not p.fetches:
-            effects += self._finish(p)
+            effects += self._score(p)
         return effects
+
+    def _score(self, p: Pending) -> list[Effect]:
+        """Every verified model is scored on the aggregator's test set (its root set)
+        before the round's scores go on chain and the average to the server."""
+        if self.ctx.params.score_samples == 0 or not p.verified:
+            return self._finish(p)
+        effects: list[Effect] = []
+        for i, (worker, weights) in enumerate(sorted(p.verified.items())):
+            p.scoring[i] = worker
+            effects.append(RunJob(str(JobId("score", i)), EvalJob(weights, split="train")))
+        return effects
+
+    def on_scored(self, index: int, result: EvalResult) -> list[Effect]:
+        p = self.pending
+        if p is None or index not in p.scoring:
+            return []
+        p.scores[p.scoring.pop(index)] = round(1000 * result.accuracy)
+        return self._finish(p) if not p.scoring else []
 
     def _finish(self, p: Pending) -> list[Effect]:
         self.pending = None
         effects: list[Effect] = [EmitMetric("round_models", float(len(p.models)), p.round)]
+        if p.scores and self.ctx.params.score_samples:
+            ctx = self.ctx
+            scores = Scores(p.round, tuple(sorted(p.scores.items())))
+            tx = ctx.sign(Transaction(ctx.address, 0.0, SCORE_TX, scores, p.round))
+            effects += _committee_tx(ctx, self.chain, tx)
         if not p.models:
             return effects
         total = sum(n for _, n in p.models) or len(p.models)

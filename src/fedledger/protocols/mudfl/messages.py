@@ -28,8 +28,12 @@ GLOBAL_TX = "mudfl.global"
 MODEL_TX = "mudfl.model"
 FAULT_TX = "mudfl.fault"
 SLASH_TX = "mudfl.slash"
+SCORE_TX = "mudfl.score"
 EQUIVOCATION = "equivocation"
 DOUBLE_VOTE = "double_vote"
+FORGED_CREDIT = "forged_credit"
+INVALID_PROOF = "invalid_proof"
+HEADER_OFFENCES = (EQUIVOCATION, FORGED_CREDIT, INVALID_PROOF)
 
 
 @record("mudfl.PocClaim")
@@ -78,6 +82,17 @@ class Fault:
     evidence: bytes
 
 
+@record("mudfl.Scores")
+@dataclass(frozen=True)
+class Scores:
+    """The aggregator's record of round ``round``: each worker's model accuracy on the
+    aggregator's test set (address, thousandths), the s_i of gamma_i = s_i / sum(s) * R;
+    a model that failed its checks scores 0."""
+
+    round: int
+    scores: tuple[tuple[bytes, int], ...]
+
+
 @record("mudfl.LinkVote")
 @dataclass(frozen=True)
 class LinkVote:
@@ -114,22 +129,33 @@ class ArbitratorDecision:
 @record("mudfl.SlashEvidence")
 @dataclass(frozen=True)
 class SlashEvidence:
-    """Proof that ``offender`` equivocated: two signed headers of one slot
-    (:data:`EQUIVOCATION`) or two signed votes for one target height
-    (:data:`DOUBLE_VOTE`, Rule 2). Anyone can check it from the records alone."""
+    """Proof that ``offender`` misbehaved: two signed headers of one slot
+    (:data:`EQUIVOCATION`), two signed votes for one target height (:data:`DOUBLE_VOTE`,
+    Rule 2), one signed header whose claimed credit is not the dynasty's table entry
+    (:data:`FORGED_CREDIT`) or whose PoC proof is over its threshold
+    (:data:`INVALID_PROOF`, with the block's transaction ids to recompute ``hc``).
+    Anyone holding the chain can check it (contents.evidence_problem)."""
 
     kind: str
     offender: bytes
     headers: tuple[BlockHeader, ...] = ()
     votes: tuple[LinkVote, ...] = ()
+    tx_ids: tuple[bytes, ...] = ()
 
     @property
     def key(self) -> tuple[str, bytes, int]:
         """One offence: (kind, offender, slot or target height)."""
-        if self.kind == EQUIVOCATION and self.headers:
+        if self.kind in HEADER_OFFENCES and self.headers:
             claim = self.headers[0].extra
             return (self.kind, self.offender, getattr(claim, "slot", -1))
         return (self.kind, self.offender, self.votes[0].target_height if self.votes else -1)
+
+    @property
+    def dynasty(self) -> int:
+        """The dynasty the offence was committed in (-1 if the records name none)."""
+        if self.headers:
+            return int(getattr(self.headers[0].extra, "dynasty", -1))
+        return self.votes[0].dynasty if self.votes else -1
 
 
 # ---------------------------------------------------------------- messages
@@ -192,3 +218,39 @@ class FinishMsg(Message):
     """Server -> every node: the last round is done."""
 
     round: int
+
+
+@record("mudfl.VotesRequest")
+@dataclass(frozen=True)
+class VotesRequest(Message):
+    """A node that restarted or caught its chain up asks for the checkpoint votes and
+    Rule-3 decisions it may have missed: those with a target above ``above``."""
+
+    above: int
+
+
+@record("mudfl.VotesReply")
+@dataclass(frozen=True)
+class VotesReply(Message):
+    """Signed votes and decisions a node counted (each is checked again on arrival)."""
+
+    votes: tuple[LinkVote, ...]
+    decisions: tuple[ArbitratorDecision, ...]
+
+
+@record("mudfl.BlocksWanted")
+@dataclass(frozen=True)
+class BlocksWanted(Message):
+    """A node missed the parent of block ``tip``: send ``tip`` and its ancestors above
+    height ``above`` (fetch.py)."""
+
+    tip: bytes
+    above: int
+
+
+@record("mudfl.BlocksGiven")
+@dataclass(frozen=True)
+class BlocksGiven(Message):
+    """Blocks of the sender's store (oldest first), checked again on arrival."""
+
+    blocks: tuple[Block, ...]

@@ -5,32 +5,41 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedledger.learning.jobs import JobResult
+from fedledger.learning.jobs import EvalResult, JobResult
 from fedledger.protocols.base import (
     BlobReceived,
+    Broadcast,
+    ChainSynced,
     Effect,
     Halt,
     JobFinished,
     MessageReceived,
     NodeSetup,
+    Send,
     SetTimer,
     Start,
     TimerFired,
     TrainResult,
 )
+from fedledger.protocols.kit.gate import Reject
 from fedledger.protocols.kit.ids import JobId, TimerKey
 from fedledger.protocols.kit.node import KitNode, handles
+from fedledger.protocols.mudfl import catchup, fetch
 from fedledger.protocols.mudfl.chain import Microchain
 from fedledger.protocols.mudfl.context import AGGREGATOR, CLIENT, SERVER, Context
 from fedledger.protocols.mudfl.fl import Aggregator, Server, Worker
 from fedledger.protocols.mudfl.messages import (
     AggregateMsg,
     BlockMsg,
+    BlocksGiven,
+    BlocksWanted,
     DecisionMsg,
     FinishMsg,
     TaskMsg,
     TxMsg,
     VoteMsg,
+    VotesReply,
+    VotesRequest,
 )
 from fedledger.protocols.mudfl.params import MuDflParams
 
@@ -54,6 +63,8 @@ class MuDflNode(KitNode[MuDflParams]):
         self.server = Server(ctx, self.chain, initial) if role == SERVER else None
         self.aggregator = Aggregator(ctx, self.chain, shape) if role == AGGREGATOR else None
         self.worker = Worker(ctx, self.chain, shape) if role == CLIENT else None
+        self._asked = -1  # the slot this node last asked a peer for missed votes
+        self._fetched = -1  # ... and for missed blocks
 
     # ------------------------------------------------------------ clock
 
@@ -74,7 +85,19 @@ class MuDflNode(KitNode[MuDflParams]):
             )
         if self.server is not None:
             effects += self.server.resume()
+        if chain.store.head().height > 0:  # a restart: ask for the votes it missed
+            effects.append(self._ask_votes())
         return effects
+
+    def _ask_votes(self) -> Broadcast:
+        others = tuple(n for n in self.ctx.everyone if n != self.ctx.node_id)
+        return Broadcast(VotesRequest(self.chain.vcf.highest_committed.height), to=others)
+
+    def on_chain_synced(self, event: ChainSynced) -> list[Effect]:
+        """The host appended blocks from peers (this node was behind or on a fork):
+        rebuild the finality view and dynasties, and ask for the votes it missed."""
+        self.chain.restore()
+        return [self._ask_votes()]
 
     def on_timer(self, key: str, event: TimerFired) -> list[Effect]:
         timer = TimerKey.parse(key)
@@ -114,21 +137,79 @@ class MuDflNode(KitNode[MuDflParams]):
     @handles(BlockMsg)
     def on_block(self, event: MessageReceived) -> list[Effect]:
         assert isinstance(event.message, BlockMsg)
-        self.chain.on_block(event.message, event.sender)
+        try:
+            self.chain.on_block(event.message, event.sender)
+        except Reject as err:  # counted by the gate
+            if err.reason != "unknown_parent" or self._fetched == self.chain.slot:
+                return []
+            self._fetched = self.chain.slot
+            above = self.chain.vcf.finalized.height
+            return [Send(event.sender, BlocksWanted(event.message.block.hash, above))]
+        return []
+
+    @handles(BlocksWanted)
+    def on_blocks_wanted(self, event: MessageReceived) -> list[Effect]:
+        assert isinstance(event.message, BlocksWanted)
+        msg = event.message
+        blocks = fetch.blocks_for(self.chain, msg.tip, msg.above)
+        if not blocks or msg.above < 0:
+            raise self.gate.fail("unknown_block", f"blocks wanted by {event.sender}")
+        return [Send(event.sender, BlocksGiven(blocks))]
+
+    @handles(BlocksGiven)
+    def on_blocks_given(self, event: MessageReceived) -> list[Effect]:
+        assert isinstance(event.message, BlocksGiven)
+        fetch.adopt(self.chain, event.message.blocks, event.sender)
         return []
 
     @handles(VoteMsg)
     def on_vote(self, event: MessageReceived) -> list[Effect]:
         assert isinstance(event.message, VoteMsg)
-        effects = self.chain.on_vote(event.message.vote, event.sender)
+        vote = event.message.vote
+        asks = self._ask_if_behind(vote.source_height, event.sender)
+        try:
+            effects = self.chain.on_vote(vote, event.sender)
+        except Reject:  # counted by the gate
+            return asks
         if self.aggregator is not None and effects:
             effects += self.aggregator.check()
-        return effects
+        return [*asks, *effects]
+
+    def _ask_if_behind(self, source_height: int, peer: str) -> list[Effect]:
+        """A vote or decision whose source is above this node's highest committed
+        checkpoint: this node missed votes (late, or on a fork); ask the sender for
+        them, once per slot."""
+        committed = self.chain.vcf.highest_committed.height
+        if source_height <= committed or self._asked == self.chain.slot:
+            return []
+        self._asked = self.chain.slot
+        return [Send(peer, VotesRequest(committed))]
 
     @handles(DecisionMsg)
     def on_decision(self, event: MessageReceived) -> list[Effect]:
         assert isinstance(event.message, DecisionMsg)
-        return self.chain.on_decision(event.message.decision, event.sender)
+        decision = event.message.decision
+        asks = self._ask_if_behind(decision.source_height, event.sender)
+        try:
+            return [*asks, *self.chain.on_decision(decision, event.sender)]
+        except Reject:  # counted by the gate
+            return asks
+
+    @handles(VotesRequest)
+    def on_votes_request(self, event: MessageReceived) -> list[Effect]:
+        assert isinstance(event.message, VotesRequest)
+        above = event.message.above
+        if above < 0 or above >= self.chain.vcf.highest_committed.height:
+            raise self.gate.fail("nothing_missed", f"votes above {above} from {event.sender}")
+        votes = catchup.votes_above(self.chain, above)
+        reply = VotesReply(votes, tuple(self.chain.decisions))
+        return [Send(event.sender, reply)]
+
+    @handles(VotesReply)
+    def on_votes_reply(self, event: MessageReceived) -> list[Effect]:
+        assert isinstance(event.message, VotesReply)
+        msg = event.message
+        return catchup.catch_up(self.chain, msg.votes, msg.decisions)
 
     @handles(TaskMsg)
     def on_task(self, event: MessageReceived) -> list[Effect]:
@@ -160,6 +241,8 @@ class MuDflNode(KitNode[MuDflParams]):
     def on_job(self, job_id: JobId | None, result: JobResult, event: JobFinished) -> list[Effect]:
         if self.worker is not None and job_id is not None and isinstance(result, TrainResult):
             return self.worker.on_trained(job_id.index, result, self.now)
+        if self.aggregator is not None and job_id is not None and isinstance(result, EvalResult):
+            return self.aggregator.on_scored(job_id.index, result)
         return []
 
     def on_blob(self, event: BlobReceived) -> list[Effect]:

@@ -40,6 +40,8 @@ class MuDflParams(BaseModel):
     randshare_deal_slots / randshare_reveal_slots: RandShare's deal and reveal windows at
         the end of a dynasty, in slots (rotation.py); a dynasty must span more than
         their sum + 2 blocks.
+    score_samples: size of the aggregator's test set on which it scores every worker's
+        model (s_i of the worker rewards, recorded on chain); 0 records no scores.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -67,6 +69,7 @@ class MuDflParams(BaseModel):
     max_slots: int = Field(100000, ge=1)
     randshare_deal_slots: int = Field(3, ge=1, le=1000)
     randshare_reveal_slots: int = Field(3, ge=1, le=1000)
+    score_samples: int = Field(200, ge=0, le=100000)
 
     @model_validator(mode="after")
     def _credits(self) -> MuDflParams:

@@ -30,6 +30,7 @@ from fedledger.ledger.records import Block, Transaction
 from fedledger.ledger.store import ChainStore
 from fedledger.protocols.mudfl import credits as cr
 from fedledger.protocols.mudfl import randshare as rs
+from fedledger.protocols.mudfl import settlement as st
 from fedledger.protocols.mudfl.dynasty import (
     Dynasty,
     DynastyRecord,
@@ -176,10 +177,12 @@ class Rotation:
         clients: tuple[str, ...],
         run_seed: int,
         address_of: dict[str, bytes],
+        aggregator: str,
     ) -> None:
         self.params, self.store = params, store
         self.clients, self.run_seed = clients, run_seed
         self.address_of = address_of
+        self.aggregator = aggregator
         self.node_of = {a: n for n, a in address_of.items()}
         self.vrf_public = {c: derive_vrf_key(run_seed, c).public for c in clients}
         self._expected: dict[tuple[bytes, int], DynastyRecord] = {}
@@ -249,9 +252,33 @@ class Rotation:
             seed, flagged = self.seed(parent, running, number)
             table = self.next_credits(parent, running, number)
             self._expected[key] = propose_record(
-                number, seed, flagged, self.clients, table, self.params.committee, self.run_seed
+                number,
+                seed,
+                flagged,
+                self.clients,
+                table,
+                self.params.committee,
+                self.run_seed,
+                self.settlement(parent, running, number),
             )
         return self._expected[key]
+
+    def settlement(self, parent: bytes, running: Dynasty, number: int) -> st.Settlement:
+        """The settlement of ``running`` (dynasty ``number - 1``) from its blocks on the
+        chain of ``parent``."""
+        p = self.params
+        low = 1 if number == 1 else switch_height(number - 1, p.epoch_size, p.dynasty_epochs) + 1
+        return st.settle(
+            running.number,
+            running.committee,
+            chain_below(self.store, parent, low),
+            self.address_of[self.aggregator],
+            self.node_of,
+            p.deposit,
+            p.slash_fraction,
+            p.tx_fee,
+            p.round_fee,
+        )
 
     def check_record(
         self, rec: DynastyRecord | None, parent: bytes, running: Dynasty, number: int
@@ -265,6 +292,8 @@ class Rotation:
             verify_record(rec, number, expected.seed, table, self.params.committee, self.vrf_public)
         except ValueError as err:
             return str(err)
+        if rec.settlement != expected.settlement:
+            return f"dynasty {number - 1} settlement is not the one recomputed from the chain"
         if rec != expected:
             return f"dynasty {number} record differs from the chain's (flag or tickets)"
         return None

@@ -89,6 +89,15 @@ def takeover(chain: Microchain) -> list[Effect]:
     new = rec.dynasty()
     install(chain, new, height)
     effects: list[Effect] = [EmitMetric("dynasty", float(new.number), chain.slot)]
+    if rec.settlement is not None:
+        settled = rec.settlement
+        cut = sum(c for _, _, c in settled.deposits)
+        paid = sum(r for _, r in settled.rewards)
+        effects += [
+            EmitMetric("deposits_slashed", float(cut), chain.slot),
+            EmitMetric("fee_pool", float(settled.fee_pool), chain.slot),
+            EmitMetric("worker_rewards", float(paid), chain.slot),
+        ]
     incoming = tuple(n for n in new.committee if n != ctx.node_id and n not in old)
     if was_member and chain.pool and incoming:
         effects += [Broadcast(TxMsg(tx), to=incoming) for _, tx in sorted(chain.pool.items())]
