@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import fedledger.learning.dane  # registers the DANE routine
 import fedledger.learning.fsvrg  # noqa: F401  (registers the F-SVRG routines)
 from fedledger.errors import ConfigError
 from fedledger.protocols.base import (

@@ -103,6 +103,20 @@ class Checks:
             )
         if not sub.t_local >= 0:
             raise self.fail("bad_payload", f"t_local {sub.t_local}")
+        vault = sub.vault
+        if (vault is not None) != bool(plan.vault_threshold) or (
+            vault is not None
+            and (
+                vault.threshold != plan.vault_threshold
+                or len(vault.chunks) != len(plan.miners)
+                or len(vault.shares) != len(plan.miners)
+            )
+        ):
+            raise self.fail(
+                "bad_vault",
+                f"sealed manifest {vault!r:.60} against the plan's vault threshold "
+                f"{plan.vault_threshold} over {len(plan.miners)} miners",
+            )
         if sub.phase in (GRAD, UPDATE) and n_k > plan.max_sample_rate * sub.t_local:
             raise self.fail(
                 "implausible_samples",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fedledger.codec import record
 from fedledger.ledger.records import Block, ModelRef, Transaction
 from fedledger.protocols.base import Message
+from fedledger.protocols.nagar.vault import Sealed
 
 PLAN_TX = "nagar.plan"
 SUBMIT_TX = "nagar.submit"
@@ -62,6 +63,9 @@ class FLPlan:
     he_committee: tuple[bytes, ...] = ()
     he_key: bytes = b""  # SHA-256 of the committee's public key (secure.public_digest)
     max_sample_rate: float = 1e6  # n_k / t_local above this is implausible (BlockFL)
+    local_batch_size: int = 0  # FedAvg's mini-batch (0: the train settings')
+    dane: tuple[float, float, int] = (1.0, 0.0, 20)  # DANE's eta, mu, local steps
+    vault_threshold: int = 0  # consortium mode: blobs sealed, key shared t of the miners
 
 
 @record("nagar.Submission")
@@ -75,6 +79,7 @@ class Submission:
     model: ModelRef
     t_local: float
     epsilon: float
+    vault: Sealed | None = None  # consortium mode: where the sealed blob's parts are
 
 
 @record("nagar.Reward")
@@ -133,3 +138,13 @@ class CandidateMsg(Message):
 
     step: int
     block: Block
+
+
+@record("nagar.VaultMsg")
+@dataclass(frozen=True)
+class VaultMsg(Message):
+    """Device -> a storage member (miner), consortium mode: the parts of a sealed blob the
+    member keeps (its ciphertext chunks and its key share)."""
+
+    step: int
+    parts: tuple[bytes, ...]

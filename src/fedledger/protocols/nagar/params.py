@@ -11,14 +11,32 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from fedledger.privacy.he.config import EncryptionSettings
 
 
+class ConsortiumSettings(BaseModel):
+    """Consortium mode (Sec. III-B): every device is an always-available member (all
+    selected each round), consensus is PoS among the permissioned miners, and every
+    vector blob is sealed (AES-GCM, chunks on the miners, the key Shamir-shared
+    ``threshold`` of m = miners; :mod:`fedledger.protocols.nagar.vault`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: int = Field(2, ge=2)
+
+
 class NagarParams(BaseModel):
     """Nagar: an FL plan on chain, F-SVRG or FedAvg, device-level Laplace DP, PoW/PoS miners.
 
     miners: miner nodes (the rest of ``nodes.count`` minus one requester are devices).
     devices_per_round: devices selected per round from chain randomness (0: all).
     min_updates: updates a round needs before devices apply it (k_min).
-    optimizer: "fsvrg" (Algorithm 1) or "fedavg" (local SGD, sample-weighted average).
-    step_size: h of Algorithm 1; l2: lambda of f_i; local_epochs: FedAvg's epochs.
+    optimizer: "fsvrg" (Algorithm 1), "dane" (Shamir et al. 2014: a full-gradient phase,
+        then each device approximately solves DANE's local subproblem) or "fedavg" (local
+        SGD, sample-weighted average).
+    step_size: h of Algorithm 1 (DANE: its local gradient step); l2: lambda of f_i.
+    local_epochs / local_batch_size: FedAvg's local epochs and mini-batch size (0: the
+        train block's batch_size); one epoch at batch size 1 takes n_k SGD steps, as
+        many as one F-SVRG pass.
+    dane_eta / dane_mu / dane_iters: DANE's eta and mu and the local gradient steps on
+        its subproblem.
     local_step / weighted / s_scaling / a_scaling: Konecny's four changes, each switchable
         (h / n_k; n_k / n weights; S_k on stochastic gradients; A on the aggregate).
     dp: "none" or "laplace" (clip to dp_clip in dp_norm, then Laplace noise, on every
@@ -38,6 +56,7 @@ class NagarParams(BaseModel):
         frac_bits, clamp, packing, max_total_samples): devices encrypt what they send, the
         committee threshold-decrypts only each step's canonical aggregate of at least
         max(2, min_updates) devices.
+    consortium: None (public mode) or a consortium block (see ConsortiumSettings).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -45,10 +64,14 @@ class NagarParams(BaseModel):
     miners: int = Field(2, ge=1, le=64)
     devices_per_round: int = Field(0, ge=0)
     min_updates: int = Field(1, ge=1)
-    optimizer: Literal["fsvrg", "fedavg"] = "fsvrg"
+    optimizer: Literal["fsvrg", "dane", "fedavg"] = "fsvrg"
     step_size: float = Field(1.0, gt=0.0)
     l2: float = Field(0.0, ge=0.0)
     local_epochs: int = Field(1, ge=1)
+    local_batch_size: int = Field(0, ge=0)
+    dane_eta: float = Field(1.0, gt=0.0)
+    dane_mu: float = Field(0.0, ge=0.0)
+    dane_iters: int = Field(20, ge=1)
     local_step: bool = True
     weighted: bool = True
     s_scaling: bool = True
@@ -72,6 +95,7 @@ class NagarParams(BaseModel):
     select_at: float = Field(50.0, gt=0.0)
     step_length: float = Field(60.0, gt=0.0)
     encryption: EncryptionSettings | None = None
+    consortium: ConsortiumSettings | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> NagarParams:
@@ -91,6 +115,19 @@ class NagarParams(BaseModel):
                 raise ValueError(
                     f"encryption.committee={enc.committee} exceeds miners={self.miners}; "
                     "allowed: committee <= miners (the committee is the first miners)"
+                )
+        con = self.consortium
+        if con is not None:
+            if self.consensus != "pos" or self.devices_per_round != 0:
+                raise ValueError(
+                    f"consortium mode with consensus={self.consensus!r}, devices_per_round="
+                    f"{self.devices_per_round}; allowed: consensus pos, devices_per_round 0 "
+                    "(members are always available)"
+                )
+            if self.miners < 3 or con.threshold > self.miners:
+                raise ValueError(
+                    f"consortium.threshold={con.threshold} with miners={self.miners}; allowed: "
+                    "miners >= 3 and 2 <= threshold <= miners"
                 )
         return self
 

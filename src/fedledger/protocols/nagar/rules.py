@@ -29,6 +29,8 @@ from fedledger.seeding import derive_seed
 
 POW_CONTEXT = b"fedledger/nagar/pow"
 POS_CONTEXT = b"fedledger/nagar/pos"
+#: the optimizers whose rounds start with a full-gradient (grad) phase
+FULL_GRADIENT = ("fsvrg", "dane")
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def steps_of(params: NagarParams, rounds: int) -> tuple[Step, ...]:
     if params.scaled:
         phases.append((0, STATS))
     for r in range(1, rounds + 1):
-        if params.optimizer == "fsvrg":
+        if params.optimizer in FULL_GRADIENT:
             phases.append((r, GRAD))
         phases.append((r, UPDATE))
     return tuple(Step(i + 1, r, p) for i, (r, p) in enumerate(phases))
@@ -104,14 +106,20 @@ def make_plan(
         he_committee=committee,
         he_key=he_key,
         max_sample_rate=p.max_sample_rate,
+        local_batch_size=p.local_batch_size,
+        dane=(p.dane_eta, p.dane_mu, p.dane_iters),
+        vault_threshold=p.consortium.threshold if p.consortium is not None else 0,
     )
 
 
 def plan_problems(plan: FLPlan) -> list[str]:
     """What makes a plan inconsistent (empty: none), each naming the value and the rule."""
     out = []
-    if plan.optimizer not in ("fsvrg", "fedavg"):
-        out.append(f"optimizer {plan.optimizer!r}; allowed fsvrg, fedavg")
+    if plan.optimizer not in ("fsvrg", "dane", "fedavg"):
+        out.append(f"optimizer {plan.optimizer!r}; allowed fsvrg, dane, fedavg")
+    eta, mu, iters = plan.dane
+    if plan.optimizer == "dane" and not (eta > 0 and mu >= 0 and iters >= 1):
+        out.append(f"dane (eta, mu, iters) {plan.dane}; allowed eta > 0, mu >= 0, iters >= 1")
     if plan.rounds < 1 or plan.num_weights < 1:
         out.append(f"rounds {plan.rounds} and num_weights {plan.num_weights} must be >= 1")
     if not plan.devices or not plan.miners:
@@ -133,6 +141,11 @@ def plan_problems(plan: FLPlan) -> list[str]:
         out.append(f"max_sample_rate {plan.max_sample_rate} must be > 0")
     if plan.step_size <= 0 or plan.dp_clip <= 0:
         out.append(f"step_size {plan.step_size} and dp_clip {plan.dp_clip} must be > 0")
+    m = len(plan.miners)
+    if plan.vault_threshold and not (m >= 3 and 2 <= plan.vault_threshold <= m):
+        out.append(f"vault threshold {plan.vault_threshold} of {len(plan.miners)} miners")
+    if plan.vault_threshold and plan.consensus != "pos":
+        out.append(f"consortium mode with consensus {plan.consensus!r}; allowed pos")
     if plan.he_scheme not in ("none", "paillier"):
         out.append(f"he_scheme {plan.he_scheme!r}; allowed none, paillier")
     if plan.he_scheme == "paillier":
@@ -152,7 +165,7 @@ def phase_epsilon(plan: FLPlan, phase: str) -> float:
     """The epsilon a device spends on a submission of ``phase`` (basic composition)."""
     if plan.dp != "laplace" or phase not in (GRAD, UPDATE):
         return 0.0
-    return plan.epsilon_round / 2 if plan.optimizer == "fsvrg" else plan.epsilon_round
+    return plan.epsilon_round / 2 if plan.optimizer in FULL_GRADIENT else plan.epsilon_round
 
 
 def chain_seed(seed: int, plan_block: bytes) -> int:
