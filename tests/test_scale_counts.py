@@ -18,6 +18,11 @@ checks by the records of the blocks it received, counted once, so a vote found i
 miners' candidate blocks is not checked twice; DFL keeps each node's degree;
 pbft-ledger doubles its replicas (its clients stay). A protocol whose nodes sign nothing
 must verify nothing at either size.
+
+The simulator's run-wide signature memo (``fedledger.ledger.sigmemo``) answers a
+signature another node already computed, but charges each node its own checks: the last
+checks run a protocol with and without it and require the same metrics, models, ledgers
+and per-node verification counts.
 """
 
 from __future__ import annotations
@@ -112,9 +117,10 @@ def _verifier_of(node: object) -> Verifier | None:
 
 
 def measure(raw: Mapping[str, Any], run_dir: Path) -> PerNode:
-    """Simulate the experiment ``raw`` and count its work per node."""
+    """Simulate the experiment ``raw`` and count its work per node (without the run-wide
+    signature memo, so each node's verifier computes every check it counts)."""
     config = parse_config({"name": "scale-counts", **BASE, **raw})
-    exp = build_experiment(config, run_dir)
+    exp = build_experiment(config, run_dir, signature_memo=False)
     sim = simulator_for(exp, _Quiet())
     try:
         stats = sim.run()
@@ -179,3 +185,79 @@ def test_posbfl_devices_verify_each_vote_once(tmp_path: Path) -> None:
     rounds = large_raw["rounds"]
     for node_id, v in zip(exp.nodes, verifiers, strict=True):
         assert v.signatures_checked <= bound * rounds, (node_id, v.signatures_checked)
+
+
+class _Recorder:
+    """Every metric and reported model of a run, in the order the simulator gave them."""
+
+    def __init__(self) -> None:
+        self.metrics: list[tuple[str, float, EmitMetric]] = []
+        self.reports: list[tuple[str, float, int, bytes]] = []
+
+    def on_report(self, node_id: str, time: float, step: int, weights: np.ndarray) -> None:
+        self.reports.append((node_id, time, step, np.asarray(weights).tobytes()))
+
+    def on_metric(self, node_id: str, time: float, metric: EmitMetric) -> None:
+        self.metrics.append((node_id, time, metric))
+
+
+@dataclass(frozen=True)
+class MemoRun:
+    recorder: _Recorder
+    checked: dict[str, int]  # per node: signatures its verifier counted as checked
+    heads: dict[str, bytes]  # per node: its main chain's head hash
+    memo_hits: int
+    charged: dict[str, float]  # per node: CPU seconds under "blockchain"
+
+
+def _memo_run(raw: Mapping[str, Any], run_dir: Path, memo: bool) -> MemoRun:
+    config = parse_config({"name": "scale-memo", **BASE, **raw})
+    exp = build_experiment(config, run_dir, signature_memo=memo)
+    recorder = _Recorder()
+    sim = simulator_for(exp, recorder)
+    try:
+        sim.run()
+        heads = {n: svc.ledger.head().hash for n, svc in exp.services.items() if svc.chains}
+    finally:
+        exp.close()
+    checked = {n: v.signatures_checked for n, v in
+               zip(exp.nodes, map(_verifier_of, exp.nodes.values()), strict=True) if v}
+    assert (exp.memo is not None) == memo
+    return MemoRun(
+        recorder,
+        checked,
+        heads,
+        exp.memo.hits if exp.memo is not None else 0,
+        {n: m.seconds.get("blockchain", 0.0) for n, m in exp.meters.items()},
+    )
+
+
+@pytest.mark.parametrize("protocol", ["posbfl", "dfl"])
+def test_run_wide_memo_changes_no_result(protocol: str, tmp_path: Path) -> None:
+    """Same metrics, models, ledger heads and per-node signature counts with the memo
+    as without; the memo answered some checks, and each node whose verifier counted
+    checks was charged CPU time for them."""
+    raw = SCALES[protocol][1]
+    without = _memo_run(raw, tmp_path / "without", memo=False)
+    with_memo = _memo_run(raw, tmp_path / "with", memo=True)
+    assert with_memo.recorder.metrics == without.recorder.metrics
+    assert with_memo.recorder.reports == without.recorder.reports
+    assert with_memo.heads == without.heads and with_memo.heads
+    assert with_memo.checked == without.checked
+    assert sum(without.checked.values()) > 0
+    assert with_memo.memo_hits > 0
+    for node, count in with_memo.checked.items():
+        if count:
+            assert with_memo.charged[node] > 0.0, node
+
+
+def test_simulator_builds_get_the_memo_by_default(tmp_path: Path) -> None:
+    raw = SCALES["posbfl"][0]
+    config = parse_config({"name": "scale-memo-default", **BASE, **raw})
+    exp = build_experiment(config, tmp_path / "all")
+    exp.close()
+    assert exp.memo is not None
+    only = next(iter(exp.nodes))
+    single = build_experiment(config, tmp_path / "one", only=only)
+    single.close()
+    assert single.memo is None

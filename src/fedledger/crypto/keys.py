@@ -334,6 +334,12 @@ class KeyDirectory(Mapping[bytes, PublicKey]):
     def __getitem__(self, address: bytes) -> PublicKey:
         return self._keys[address]
 
+    def verify(self, key: PublicKey, msg: bytes, sig: bytes) -> bool:
+        """``key.verify(msg, sig)``: how a verifier holding this directory checks a
+        signature (the simulator's nodes get a subclass that answers from a run-wide memo
+        and charges each node its own checks: ``fedledger.ledger.sigmemo``)."""
+        return key.verify(msg, sig)
+
     def __contains__(self, address: object) -> bool:
         return isinstance(address, bytes) and address in self._keys
 

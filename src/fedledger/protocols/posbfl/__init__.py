@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from fedledger.protocols.base import (
@@ -20,7 +21,7 @@ from fedledger.protocols.posbfl.device import Device
 from fedledger.protocols.posbfl.params import PosBflParams
 from fedledger.protocols.posbfl.report import posbfl_report
 from fedledger.protocols.posbfl.roles import role_counts
-from fedledger.protocols.resources import SHARED_CHAIN, NodeResources
+from fedledger.protocols.resources import MAIN, BlobSpec, ChainSpec, NodeResources
 from fedledger.protocols.results import MetricRow, ModelRow
 
 
@@ -52,8 +53,10 @@ class PosBfl(Protocol[PosBflParams]):
         return [NodePlan(d, "device", True, tuple(p for p in ids if p != d)) for d in ids]
 
     def resources(self, plan: NodePlan, plans: Sequence[NodePlan]) -> NodeResources:
-        """One chain shared by all devices (caught up from peers) and a blob store."""
-        return SHARED_CHAIN
+        """One chain shared by all devices (caught up from peers at start-up and while
+        running: a device rebuilds on ``ChainSynced``) and a blob store."""
+        chain = ChainSpec(live=True)
+        return NodeResources(chains=MappingProxyType({MAIN: chain}), blobs=BlobSpec())
 
     def create_node(self, setup: NodeSetup[PosBflParams]) -> ProtocolNode[PosBflParams]:
         return Device(setup)

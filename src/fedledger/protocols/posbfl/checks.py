@@ -13,8 +13,9 @@ reference), bad_seal (PoW nonce), no_votes (a block update nobody voted on).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fedledger.ledger.records import Block, BlockHeader, Transaction, Vote, record_id, short
 from fedledger.ledger.verify import Verifier
@@ -25,24 +26,55 @@ from fedledger.protocols.posbfl.messages import (
     POSITIVE,
     VALIDATOR_TX,
     WORKER_TX,
+    Outcome,
     RoundRecord,
     ValidatorReport,
     WorkerUpdate,
 )
 from fedledger.protocols.posbfl.params import PosBflParams
-from fedledger.protocols.posbfl.rewards import expected_worker_reward, round_rewards, tally
+from fedledger.protocols.posbfl.rewards import (
+    Credit,
+    expected_worker_reward,
+    shared_credit,
+    tally,
+    with_miner,
+)
 from fedledger.protocols.posbfl.roles import RoundRoles
 from fedledger.protocols.posbfl.selection import seal_ok
+
+
+@dataclass(frozen=True)
+class _PassedVotes:
+    """The records of a candidate block that passed every transaction and vote rule,
+    with what those rules read: a later candidate of the round holding the same vote,
+    update and report objects, under the same roles and blacklist, passes them too (the
+    rules are pure)."""
+
+    roles: RoundRoles
+    blacklist: frozenset[bytes]
+    votes: tuple[Vote, ...]
+    updates: tuple[Transaction, ...]
+    reports: tuple[Transaction, ...]
+    outcomes: tuple[Outcome, ...]
+    credit: Credit  # the block's rewards but the miner's (eq. 1-2)
 
 
 @dataclass
 class RecordChecks:
     """PoS-BFL's rules for the records a device receives; refusals are counted in
-    ``gate`` (the Verifier's signature-level ones by the verifier behind it)."""
+    ``gate`` (the Verifier's signature-level ones by the verifier behind it).
+
+    Every candidate block of a round is checked in full, but the candidates of one round
+    usually hold the same votes (each miner collects the same validators' batches): the
+    records of the last candidate that passed are kept, and a candidate that holds the
+    very same vote, update and report objects (same roles and blacklist) is not walked
+    record by record again. Only votes that passed are kept, so a refused candidate is refused (and
+    counted) as before, and verdicts, rejection counts and rewards are unchanged."""
 
     gate: Gate
     params: PosBflParams
     node_of: Callable[[bytes], str | None]
+    _passed: _PassedVotes | None = field(default=None, init=False, repr=False)
 
     @property
     def verifier(self) -> Verifier:
@@ -62,7 +94,7 @@ class RecordChecks:
         self.verifier.check(tx, tx_id)
         update = tx.payload
         sender = self.node_of(tx.sender)
-        if sender not in roles.workers:
+        if sender not in roles.worker_set:
             raise self.fail("wrong_role", f"{sender or short(tx.sender)} is no worker")
         if tx.sender in state.blacklist:
             raise self.fail("blacklisted", f"worker {sender} is blacklisted")
@@ -110,7 +142,7 @@ class RecordChecks:
 
     def _validator(self, address: bytes, roles: RoundRoles, state: LedgerState) -> None:
         node = self.node_of(address)
-        if node not in roles.validators:
+        if node not in roles.validator_set:
             raise self.fail("wrong_role", f"{node or short(address)} is no validator")
         if address in state.blacklist:
             raise self.fail("blacklisted", f"validator {node} is blacklisted")
@@ -125,7 +157,7 @@ class RecordChecks:
             raise self.fail("bad_payload", f"expected a Block, got {type(block).__name__}")
         self.verifier.check_block(block, parent)
         proposer = self.node_of(block.header.proposer)
-        if proposer not in roles.miners:
+        if proposer not in roles.miner_set:
             raise self.fail("wrong_role", f"block proposer {proposer} is no miner")
         if block.header.proposer in state.blacklist:
             raise self.fail("blacklisted", f"miner {proposer} is blacklisted")
@@ -143,31 +175,62 @@ class RecordChecks:
         ids = [record_id(tx) for tx in block.transactions]
         if ids != sorted(ids):
             raise self.fail("bad_payload", "transactions are not in id order")
-        known = set()
-        for tx in updates:
-            self.worker_tx(tx, roles, state, record_id(tx))
-            known.add(record_id(tx))
-        for tx in reports:
-            self.report(tx, roles, state)
-        if len({tx.sender for tx in reports}) != len(reports):
-            raise self.fail("duplicate", "two reports from one validator")
-        self._votes(record.votes, roles, state, known)
-        outcomes = tally(updates, record.votes)
+        passed = self._passed_before(record.votes, updates, reports, roles, state)
+        if passed is None:
+            known = set()
+            for tx in updates:
+                self.worker_tx(tx, roles, state, record_id(tx))
+                known.add(record_id(tx))
+            for tx in reports:
+                self.report(tx, roles, state)
+            if len({tx.sender for tx in reports}) != len(reports):
+                raise self.fail("duplicate", "two reports from one validator")
+            self._votes(record.votes, roles, state, known)
+            outcomes = tally(updates, record.votes)
+        else:
+            outcomes = passed.outcomes
         if any(o.positive + o.negative == 0 for o in outcomes):
             raise self.fail("no_votes", "the block holds an update nobody voted on")
         if outcomes != record.outcomes:
             raise self.fail("bad_outcome", "recorded outcomes differ from the votes")
-        rewards = round_rewards(
-            updates,
-            reports,
-            record.votes,
-            outcomes,
-            block.header.proposer,
-            self.params.unit_reward,
+        if passed is None:
+            unit = self.params.unit_reward
+            credit = shared_credit(updates, reports, record.votes, outcomes, unit)
+            passed = _PassedVotes(
+                roles,
+                frozenset(state.blacklist),
+                tuple(record.votes),
+                tuple(updates),
+                tuple(reports),
+                outcomes,
+                credit,
+            )
+            self._passed = passed
+        rewards = with_miner(
+            passed.credit, block.header.proposer, len(record.votes), self.params.unit_reward
         )
         if rewards != record.rewards:
             raise self.fail("bad_reward", "recorded rewards differ from eq. 1-3")
         return record
+
+    def _passed_before(
+        self,
+        votes: Sequence[Vote],
+        updates: Sequence[Transaction],
+        reports: Sequence[Transaction],
+        roles: RoundRoles,
+        state: LedgerState,
+    ) -> _PassedVotes | None:
+        """The kept votes if this candidate holds the very same vote, update and report
+        objects (see the class doc; in the simulator the candidates share them), else
+        None."""
+        passed = self._passed
+        if passed is None or passed.roles != roles:
+            return None
+        if passed.blacklist != state.blacklist:
+            return None
+        same = _same(updates, passed.updates) and _same(reports, passed.reports)
+        return passed if same and _same(votes, passed.votes) else None
 
     def _votes(
         self, votes: Sequence[Vote], roles: RoundRoles, state: LedgerState, known: set[bytes]
@@ -183,3 +246,9 @@ class RecordChecks:
             keys.append(key)
         if keys != sorted(keys):
             raise self.fail("bad_payload", "votes are not in (update, voter) order")
+
+
+def _same(records: Sequence[object], kept: tuple[object, ...]) -> bool:
+    """The very same record objects, in order. Identity, not ``==``: two records can be
+    equal as values (0.0 and -0.0) yet encode, hash and sign differently."""
+    return len(records) == len(kept) and all(map(operator.is_, records, kept))

@@ -30,6 +30,7 @@ from fedledger.ledger.store import ChainStoreError
 from fedledger.protocols.base import (
     BlobReceived,
     Broadcast,
+    ChainSynced,
     Effect,
     EmitMetric,
     EvalResult,
@@ -73,6 +74,7 @@ from fedledger.protocols.posbfl.roles import RoundRoles, assign_roles, role_coun
 from fedledger.protocols.posbfl.selection import pick_pos, pick_pow
 from fedledger.protocols.posbfl.validator import ValidatorRole
 from fedledger.protocols.posbfl.worker import WorkerRole, train_job_id
+from fedledger.protocols.resources import MAIN
 from fedledger.seeding import derive_seed
 
 
@@ -118,6 +120,15 @@ class Device(KitNode[PosBflParams]):
             return self._resume()
         self.stage = Stage.RESTORING
         return self._collect(self.state.last_updates)
+
+    def on_chain_synced(self, event: ChainSynced) -> list[Effect]:
+        """The host fetched blocks this device missed while it ran behind (paused, cut
+        off): round, stakes, blacklist and global model are stale. Rebuild them from the
+        ledger and join the network's current round, as after a restart."""
+        if event.chain != MAIN or event.appended < 1:
+            return []
+        self.fetches = {}
+        return self.on_start(Start(event.time))
 
     def _resume(self) -> list[Effect]:
         """Join the network's current round on the grid of network time (late join or

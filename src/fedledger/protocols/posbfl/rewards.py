@@ -45,6 +45,10 @@ def tally(worker_txs: Sequence[Transaction], votes: Iterable[Vote]) -> tuple[Out
     return tuple(out)
 
 
+#: rewards by (address, kind) before they are sorted into ``Reward`` records
+Credit = dict[tuple[bytes, str], float]
+
+
 def round_rewards(
     worker_txs: Sequence[Transaction],
     reports: Sequence[Transaction],
@@ -54,12 +58,21 @@ def round_rewards(
     unit: float,
 ) -> tuple[Reward, ...]:
     """Every reward of one block (eq. 1-3), sorted by (address, kind); zeros left out."""
-    credit: dict[tuple[bytes, str], float] = {}
+    credit = shared_credit(worker_txs, reports, votes, outcomes, unit)
+    return with_miner(credit, miner, len(votes), unit)
 
-    def add(address: bytes, kind: str, amount: float) -> None:
-        if amount > 0:
-            credit[(address, kind)] = credit.get((address, kind), 0.0) + amount
 
+def shared_credit(
+    worker_txs: Sequence[Transaction],
+    reports: Sequence[Transaction],
+    votes: Sequence[Vote],
+    outcomes: Sequence[Outcome],
+    unit: float,
+) -> Credit:
+    """Eq. 1-2: what the workers and validators earn from one block's records, the same
+    for every candidate block holding those records (the miner's eq. 3 comes on top in
+    :func:`with_miner`)."""
+    credit: Credit = {}
     accepted = {o.update for o in outcomes if o.accepted}
     in_block = set()
     for tx in worker_txs:
@@ -67,15 +80,27 @@ def round_rewards(
         in_block.add(tid)
         if tid in accepted and isinstance(tx.payload, WorkerUpdate):
             update = tx.payload
-            add(tx.sender, REWARD_WORKER, update.expected_reward)
+            _add(credit, tx.sender, REWARD_WORKER, update.expected_reward)
     for report in reports:
         if isinstance(report.payload, ValidatorReport):
             verified = len(set(report.payload.checked) & in_block)
-            add(report.sender, REWARD_VERIFY, verified * unit)
+            _add(credit, report.sender, REWARD_VERIFY, verified * unit)
     for voter, count in sorted(Counter(v.voter for v in votes).items()):
-        add(voter, REWARD_VALIDATE, count * unit)
-    add(miner, REWARD_MINER, len(votes) * unit)
-    return tuple(Reward(a, k, amount) for (a, k), amount in sorted(credit.items()))
+        _add(credit, voter, REWARD_VALIDATE, count * unit)
+    return credit
+
+
+def with_miner(credit: Credit, miner: bytes, num_votes: int, unit: float) -> tuple[Reward, ...]:
+    """Eq. 3 added to ``credit`` (left unchanged): the block's rewards, sorted by
+    (address, kind), zeros left out."""
+    total = dict(credit)
+    _add(total, miner, REWARD_MINER, num_votes * unit)
+    return tuple(Reward(a, k, amount) for (a, k), amount in sorted(total.items()))
+
+
+def _add(credit: Credit, address: bytes, kind: str, amount: float) -> None:
+    if amount > 0:
+        credit[(address, kind)] = credit.get((address, kind), 0.0) + amount
 
 
 def credit_stakes(stakes: dict[bytes, float], rewards: Iterable[Reward]) -> None:

@@ -11,6 +11,7 @@ validator drawn with ``derive_seed(seed, "posbfl-assoc", round, worker)``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from fedledger.consensus.committee import seeded_choice, split_roles
 from fedledger.errors import ConfigError
@@ -61,12 +62,25 @@ class RoundRoles:
     validators: tuple[str, ...]
     miners: tuple[str, ...]
 
+    @cached_property
+    def worker_set(self) -> frozenset[str]:
+        """The workers, for membership tests in constant time (every vote asks)."""
+        return frozenset(self.workers)
+
+    @cached_property
+    def validator_set(self) -> frozenset[str]:
+        return frozenset(self.validators)
+
+    @cached_property
+    def miner_set(self) -> frozenset[str]:
+        return frozenset(self.miners)
+
     def role_of(self, node_id: str) -> str:
-        if node_id in self.workers:
+        if node_id in self.worker_set:
             return WORKER
-        if node_id in self.validators:
+        if node_id in self.validator_set:
             return VALIDATOR
-        if node_id in self.miners:
+        if node_id in self.miner_set:
             return MINER
         raise KeyError(f"{node_id!r} has no role in round {self.round}")
 
