@@ -41,9 +41,10 @@ import json
 import shutil
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from sweep import add_ray_option, sweep_pool
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-10k"
 
@@ -298,6 +299,7 @@ def main() -> None:
         help="comma list of models: run the CPU split once per model (default: --model)",
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    add_ray_option(parser)
     args = parser.parse_args()
     if args.quick:
         args.ticks, args.seeds, args.model = 40, 1, "mlp"
@@ -343,8 +345,9 @@ def main() -> None:
             jobs.append((("cpu", name), config))
 
     started = time.perf_counter()
-    print(f"{len(jobs)} runs, {args.ticks} ticks each, {args.jobs} at a time", flush=True)
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    where = f"on Ray ({args.ray})" if args.ray else f"{args.jobs} at a time"
+    print(f"{len(jobs)} runs, {args.ticks} ticks each, {where}", flush=True)
+    with sweep_pool(args.ray, args.jobs) as pool:  # --ray: each run on its own Ray worker
         futures = [(key, pool.submit(run_one, config, key[0] == "cpu")) for key, config in jobs]
         results = []
         for i, (key, future) in enumerate(futures, 1):

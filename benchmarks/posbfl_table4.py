@@ -30,12 +30,13 @@ import os
 import shutil
 import time
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from sweep import add_ray_option, sweep_pool
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = REPO / "configs" / "posbfl-mnist.yaml"
@@ -249,6 +250,7 @@ def main() -> None:
     parser.add_argument(
         "--keep-runs", action="store_true", help="keep each run's ledgers and model blobs"
     )
+    add_ray_option(parser)
     args = parser.parse_args()
     if args.small:
         args.model, args.rounds, args.seeds, args.sweep = "mlp", 12, 1, "8"
@@ -270,21 +272,11 @@ def main() -> None:
     )
     began = time.perf_counter()
     outcomes = []
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            for o in pool.map(run_job, jobs):
-                outcomes.append(o)
-                print(
-                    f"  {o.job.setting} {o.job.rule} m={o.job.malicious} seed={o.job.seed}: "
-                    f"{100 * o.accuracy:.1f}% ({o.wall:.0f} s)",
-                    flush=True,
-                )
-    else:
-        for job in jobs:
-            o = run_job(job)
+    with sweep_pool(args.ray, args.jobs) as pool:  # --ray: each run on its own Ray worker
+        for o in pool.map(run_job, jobs):
             outcomes.append(o)
             print(
-                f"  {job.setting} {job.rule} m={job.malicious} seed={job.seed}: "
+                f"  {o.job.setting} {o.job.rule} m={o.job.malicious} seed={o.job.seed}: "
                 f"{100 * o.accuracy:.1f}% ({o.wall:.0f} s)",
                 flush=True,
             )

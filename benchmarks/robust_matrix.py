@@ -48,6 +48,9 @@ from fedledger.errors import FedledgerError
 from fedledger.experiment.runner import run_experiment
 from fedledger.learning.aggregate import AGGREGATORS, AggregationContext, AggregationError, Update
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sweep helper beside this file
+from sweep import add_ray_option, sweep_pool
+
 REPO = Path(__file__).resolve().parents[1]
 MNIST_10K = REPO.parent / "shared" / "data" / "mnist-10k"
 ROOT_SAMPLES = 100
@@ -238,36 +241,48 @@ def cell_config(
     }
 
 
+def final_accuracy(tree: dict[str, Any], run_dir: Path) -> float:
+    """One run of a cell (here, in a process or on a Ray worker): its final accuracy."""
+    import torch
+
+    torch.set_num_threads(1)
+    return float(run_experiment(parse_config(tree), run_dir).summary["final_accuracy"])
+
+
 def build_table(
-    spec: MatrixSpec, on_cell: Callable[[Cell, float], None] | None = None
+    spec: MatrixSpec,
+    on_cell: Callable[[Cell, float], None] | None = None,
+    ray: str | None = None,
 ) -> list[Cell]:
     """Run every cell of ``spec`` (each seed in a temporary run directory) and return them,
     in order partition, fraction, aggregator, attack. ``on_cell(cell, seconds)`` is called
-    after each cell."""
+    after each cell. ``ray``: spread the runs over Ray (``sweep.LOCAL`` or an address)."""
     cells = []
-    with tempfile.TemporaryDirectory(prefix="robust-matrix-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="robust-matrix-") as tmp,
+        sweep_pool(ray) as pool,
+    ):
+        planned = []
         for partition in spec.partitions:
             for fraction in spec.fractions:
                 k = spec.attackers(fraction)
                 for aggregator in spec.aggregators:
                     note = refusal(aggregator, k, spec.num_clients)
                     for attack in spec.attacks:
-                        began = time.perf_counter()
-                        accuracies = []
-                        if not note:
-                            for seed in spec.seeds:
-                                tree = cell_config(
-                                    spec, aggregator, attack, fraction, partition, seed
-                                )
-                                run_dir = Path(tmp) / f"{len(cells)}-{seed}"
-                                result = run_experiment(parse_config(tree), run_dir)
-                                accuracies.append(float(result.summary["final_accuracy"]))
-                        cell = Cell(
-                            partition, fraction, k, aggregator, attack, tuple(accuracies), note
-                        )
-                        cells.append(cell)
-                        if on_cell is not None:
-                            on_cell(cell, time.perf_counter() - began)
+                        runs = []
+                        for seed in spec.seeds if not note else ():
+                            tree = cell_config(spec, aggregator, attack, fraction, partition, seed)
+                            run_dir = Path(tmp) / f"{len(planned)}-{seed}"
+                            runs.append(pool.submit(final_accuracy, tree, run_dir))
+                        planned.append((partition, fraction, k, aggregator, attack, note, runs))
+        began = time.perf_counter()
+        for partition, fraction, k, aggregator, attack, note, runs in planned:
+            accuracies = tuple(run.result() for run in runs)
+            cell = Cell(partition, fraction, k, aggregator, attack, accuracies, note)
+            cells.append(cell)
+            if on_cell is not None:
+                on_cell(cell, time.perf_counter() - began)
+            began = time.perf_counter()
     return cells
 
 
@@ -387,7 +402,7 @@ def plot_heatmap(path: Path, spec: MatrixSpec, cells: Sequence[Cell]) -> None:
     plt.close(fig)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[MatrixSpec, Path]:
+def parse_args(argv: Sequence[str] | None = None) -> tuple[MatrixSpec, Path, str | None]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=list(DATASETS), default="digits")
     parser.add_argument("--aggregators", nargs="+", choices=list(RULES), default=list(RULES))
@@ -406,6 +421,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[MatrixSpec, Path]:
         help="fedavg and krum, no attack and noise, iid, 20%%, seed 0, 3 rounds; "
         "files go to the temporary directory unless --out is given",
     )
+    add_ray_option(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.aggregators, args.attacks = ["fedavg", "krum"], ["none", "noise"]
@@ -426,14 +442,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[MatrixSpec, Path]:
         )
     except ValueError as err:
         parser.error(str(err))
-    return spec, args.out
+    return spec, args.out, args.ray
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    spec, out = parse_args(argv)
+    spec, out, ray = parse_args(argv)
     missing = spec.setup.available()
     if missing:
         print(f"skipping {spec.dataset}: {missing}")
@@ -453,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     began = time.perf_counter()
     try:
-        cells = build_table(spec, progress)
+        cells = build_table(spec, progress, ray)
     except FedledgerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
