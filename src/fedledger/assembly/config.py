@@ -110,6 +110,11 @@ class ComputeConfig(Strict):
     eval_seconds_per_sample: float = Field(2e-5, ge=0.0)
     measured_scale: float = Field(1.0, gt=0.0)
     speed_spread: float = Field(0.0, ge=0.0, lt=1.0)
+    work_scale: float = Field(
+        1.0, ge=0.0,
+        description="times the virtual time of protocol-declared work (homomorphic "
+        "encryption); 0 = such work takes no virtual time",
+    )
 
 
 class EvalConfig(Strict):

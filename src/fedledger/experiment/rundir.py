@@ -53,6 +53,7 @@ class SimCounters:
     bytes_sent: int
     jobs: int
     nodes_halted: int
+    work_seconds: float = 0.0  # virtual seconds of protocol-declared work (meter.work)
 
     host = "simulator"
 
@@ -138,7 +139,8 @@ class RunSummary:
         kind = _HOSTS.get(str(host))
         if kind is None:
             raise ValueError(f"summary host {host!r}: allowed {sorted(_HOSTS)}")
-        counters = kind(**{f.name: data[f.name] for f in fields(kind)})
+        # a counter added later (with a default) may be missing from an older summary
+        counters = kind(**{f.name: data[f.name] for f in fields(kind) if f.name in data})
         horizon = data["horizon"]
         return cls(
             name=data["name"],

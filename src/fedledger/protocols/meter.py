@@ -5,6 +5,13 @@ blockchain work costs (the DFL paper's Tables IV and VI split a node's CPU time 
 blockchain, network and ML). The host therefore hands every node a :class:`Meter`;
 protocol code wraps work in ``with meter.section("blockchain"):``. The meter only
 observes: the protocol never reads it, so behaviour and determinism are unchanged.
+
+Work that should also cost *virtual* time in the simulator (homomorphic encryption,
+which takes seconds per model) is declared with ``meter.work(activity, seconds)``: the
+seconds a reference machine would spend on it, from a cost model that is a pure function
+of the work (e.g. :mod:`fedledger.privacy.he.cost`). The simulator turns the declared
+work of one handler into a delay of that handler's effects (or, in ``measured`` compute
+mode, uses the CPU time measured in the activity's sections instead).
 """
 
 from __future__ import annotations
@@ -22,6 +29,10 @@ class Meter:
     def section(self, activity: str) -> Iterator[None]:
         yield
 
+    def work(self, activity: str, seconds: float) -> None:
+        """Declare ``seconds`` of modelled work (on the reference machine) under
+        ``activity``; hosts that model no time ignore it."""
+
 
 NULL_METER = Meter()
 
@@ -35,6 +46,10 @@ class CpuMeter(Meter):
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self.modelled: dict[str, float] = defaultdict(float)  # declared by ``work``
+        self.modelled_total = 0.0
+        self.declarations = 0  # calls of ``work``
+        self.worked: set[str] = set()  # activities that declared work
         self.measured = 0.0
         self._stack: list[list[float]] = []  # [start, time of nested sections]
 
@@ -56,3 +71,11 @@ class CpuMeter(Meter):
     def add(self, activity: str, seconds: float) -> None:
         """Account time measured by the host itself (jobs, message encoding)."""
         self.seconds[activity] += seconds
+
+    def work(self, activity: str, seconds: float) -> None:
+        if not seconds >= 0.0:  # also refuses NaN
+            raise ValueError(f"modelled work must be >= 0 seconds, got {seconds!r}")
+        self.modelled[activity] += seconds
+        self.modelled_total += seconds
+        self.declarations += 1
+        self.worked.add(activity)

@@ -18,8 +18,10 @@ the round fails cleanly (``secure_round_failed`` = 1, the model stays).
 CKKS: clients encrypt ``n * w`` under the public context; the server adds; the one key
 holder (the first committee member) decrypts the sum and returns it
 (:class:`DecryptedSum`). All encryption, addition and decryption runs under the
-``crypto`` CPU section: measured CPU time, not virtual time (the simulator charges no
-virtual time for protocol work). Fault ``wrong_partial``: a member that lies.
+``crypto`` CPU section, and each piece declares its modelled cost
+(:mod:`fedledger.privacy.he.cost`, per ciphertext and key size), which the simulator
+charges as virtual time: a client's update leaves after its encryption, the sum after
+the server's additions. Fault ``wrong_partial``: a member that lies.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 from fedledger.codec import record
 from fedledger.privacy.he import ckks
 from fedledger.privacy.he.config import EncryptionSettings
+from fedledger.privacy.he.cost import ckks_seconds, paillier_seconds
 from fedledger.privacy.he.dealer import SeededDealer
 from fedledger.privacy.he.encoding import Layout, decode_sum, layout_for
 from fedledger.privacy.he.errors import HeError
@@ -237,6 +240,9 @@ class PaillierServer(_EncryptedServer):
         vecs = [self.enc[n][0] for n in names]
         self.total = sum_vectors(vecs, [self.enc[n][1] for n in names])
         self.valid = {}
+        cts, bits = len(self.total.ciphertexts), self.settings.key_bits
+        work = paillier_seconds("scale", cts * len(vecs), bits)
+        self.setup.meter.work("crypto", work + paillier_seconds("add", cts * (len(vecs) - 1), bits))
         return self.total.to_bytes()
 
     def _decryptors(self) -> tuple[str, ...]:
@@ -257,12 +263,19 @@ class PaillierServer(_EncryptedServer):
                 part = PartialDecryption.from_bytes(msg.blob, self.pub.n)
             except HeError as exc:
                 raise self.gate.fail("invalid_partial", f"{event.sender}: {exc}") from exc
-            if part.index != index or not verify_partial(self.pub, cts, part):
+            ok = part.index == index and verify_partial(self.pub, cts, part)
+            self.setup.meter.work(
+                "crypto", paillier_seconds("verify", len(cts), self.settings.key_bits)
+            )
+            if not ok:
                 raise self.gate.fail("invalid_partial", f"{event.sender}: proof failed")
             self.valid[index] = part
             if len(self.valid) < self.pub.t:
                 return []
             plain = combine(self.pub, cts, list(self.valid.values()), verify=False)
+            self.setup.meter.work(
+                "crypto", paillier_seconds("combine", len(cts), self.settings.key_bits)
+            )
             total = decode_sum(plain, self.total.layout, self.total.length, self.total.weight)
         return self._finish(total)
 
@@ -299,6 +312,8 @@ class PaillierClient(Client):
             rng = _enc_rng(self.setup, update.round)
             vec = encrypt_vector(self.encryptor, update.weights, self.layout, rng)
             blob = vec.to_bytes()
+        cts = len(vec.ciphertexts)
+        self.setup.meter.work("crypto", paillier_seconds("encrypt", cts, self.settings.key_bits))
         msg = EncryptedUpdate(update.round, blob, update.num_samples, update.loss)
         return [Send(self.server, msg)]
 
@@ -317,6 +332,8 @@ class PaillierClient(Client):
                 part = partial_decrypt_vector(self.pub, self.share, vec, rng)
         except HeError as exc:
             raise self.gate.fail("bad_ciphertext", str(exc)) from exc
+        cts = len(vec.ciphertexts)
+        self.setup.meter.work("crypto", paillier_seconds("partial", cts, self.settings.key_bits))
         if WRONG_PARTIAL in self.setup.faults:
             n2 = self.pub.n2
             values = (part.values[0] * self.pub.v % n2, *part.values[1:])
@@ -336,7 +353,9 @@ class CkksServer(_EncryptedServer):
         return blob
 
     def _sum(self) -> bytes:
-        return ckks.add_all(self.context, [self.enc[n][0] for n in sorted(self.enc)])
+        blobs = [self.enc[n][0] for n in sorted(self.enc)]
+        self.setup.meter.work("crypto", ckks_seconds("add", self.weights.size) * (len(blobs) - 1))
+        return ckks.add_all(self.context, blobs)
 
     def _decryptors(self) -> tuple[str, ...]:
         return self.committee[:1]
@@ -370,6 +389,7 @@ class CkksClient(Client):
         weight = update.num_samples if self.params_weighted() else 1
         with self.setup.meter.section("crypto"):
             blob = ckks.encrypt(self.context, np.asarray(update.weights, np.float64) * weight)
+        self.setup.meter.work("crypto", ckks_seconds("encrypt", update.weights.size))
         return [
             Send(self.server, EncryptedUpdate(update.round, blob, update.num_samples, update.loss))
         ]
@@ -390,4 +410,5 @@ class CkksClient(Client):
                 total = ckks.decrypt(self.context, msg.blob)
         except HeError as exc:
             raise self.gate.fail("bad_ciphertext", str(exc)) from exc
+        self.setup.meter.work("crypto", ckks_seconds("decrypt", total.size))
         return [Send(self.server, DecryptedSum(msg.round, total.astype("<f8").tobytes()))]
