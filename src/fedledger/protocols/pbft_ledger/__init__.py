@@ -45,6 +45,10 @@ def client_ids(count: int) -> list[str]:
     return [f"c{i:02d}" for i in range(count)]
 
 
+#: the name of the replica committee in the genesis (``Protocol.committees``)
+COMMITTEE = "pbft"
+
+
 class PbftLedger(Protocol[PbftLedgerParams]):
     """A PBFT-replicated ledger of signed transactions: n replicas, clients at a rate."""
 
@@ -78,8 +82,13 @@ class PbftLedger(Protocol[PbftLedgerParams]):
         what it missed through the engine's catch-up (certified batches), which it
         writes as its own blocks. A client keeps a chain store too, for its durable
         state only (its last request number), and appends no block."""
-        own = ChainSpec(catch_up=CatchUp.NONE)
+        own = ChainSpec(catch_up=CatchUp.NONE, certified_by=COMMITTEE)
         return NodeResources(chains=MappingProxyType({MAIN: own}))
+
+    def committees(self, plans: Sequence[NodePlan]) -> Mapping[str, tuple[str, ...]]:
+        """The replicas, in index order (the genesis records them; ``chain verify``
+        checks every block's commit certificate against their keys)."""
+        return {COMMITTEE: tuple(p.node_id for p in plans if p.role == REPLICA)}
 
     def create_node(self, setup: NodeSetup[PbftLedgerParams]) -> ProtocolNode[PbftLedgerParams]:
         if setup.plan.role == REPLICA:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedledger.assembly.config import ExperimentConfig, OutputConfig, to_yaml
-from fedledger.assembly.services import GenesisFile, Membership
+from fedledger.assembly.member_keys import load_extra_keys
+from fedledger.assembly.services import GenesisFile, Membership, parse_convener
 from fedledger.crypto import KeyPair, load_keypair
 from fedledger.protocols.base import NodeSetup
 from fedledger.runtime.node.settings import NetSettings
@@ -35,12 +36,24 @@ class NodeOptions:
     # the network's signed genesis file (``--genesis``, with ``--key``); None: every key is
     # derived from (seed, node id), which is allowed on loopback addresses only
     genesis_file: Path | None = None
+    # the pins a genesis is checked against (at least one with ``genesis_file``): the
+    # convener's public key (``--convener``: hex or its member file) and/or the genesis's
+    # SHA-256 (``--genesis-sha256``, printed by ``fedledger genesis``)
+    convener: str | None = None
+    genesis_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.genesis_file is not None and self.key_file is None:
             raise ValueError(
                 f"--genesis {self.genesis_file}: give this node's private key too (--key FILE "
                 "from `fedledger keygen`)"
+            )
+        if self.genesis_file is not None and self.convener is None and self.genesis_sha256 is None:
+            raise ValueError(
+                f"--genesis {self.genesis_file}: pin who may sign it: --convener KEY_OR_FILE "
+                "(the convener's public key in hex, or its member file) or --genesis-sha256 HEX "
+                "(printed by `fedledger genesis`), learnt from the convener out of band; "
+                "otherwise anyone could hand this node a genesis they signed themselves"
             )
         if self.genesis_file is None:
             check_loopback_only(self.listen, self.peers)
@@ -139,7 +152,10 @@ def load_membership(options: NodeOptions) -> Membership | None:
         return None
     assert options.key_file is not None  # NodeOptions requires it
     genesis = GenesisFile.load(options.genesis_file)
-    return Membership(genesis, options.node_id, load_keypair(options.key_file))
+    pinned = None if options.convener is None else parse_convener(options.convener)
+    genesis.check_pin(pinned, options.genesis_sha256, f"--genesis {options.genesis_file}")
+    extra = load_extra_keys(options.key_file, genesis.extra.get(options.node_id, {}))
+    return Membership(genesis, options.node_id, load_keypair(options.key_file), extra)
 
 
 def own_key(path: Path, derived: KeyPair, node_id: str) -> KeyPair:

@@ -26,16 +26,27 @@ class NetSettings:
     request_timeout: float = 10.0  # one blob chunk or block batch
     start_wait: float = 60.0  # seconds to wait for the protocol's peers before Start
     drain_timeout: float = 5.0  # seconds to flush outboxes after Halt
+    # live catch-up (``live_sync``): seconds between two looks at a peer's chain heads, and
+    # how many blocks behind a peer (at two looks running) a running node syncs
+    sync_interval: float = 1.0
+    sync_lag: int = 2
     # TLS 1.3 under the handshake (``tls``): on for every node started from a genesis file
     tls: bool = False
 
     def __post_init__(self) -> None:
         check_max_frame(self.max_frame)
-        counts = ("queue_size", "inbox_size", "max_handshakes", "max_handshakes_per_address")
+        counts = (
+            "queue_size",
+            "inbox_size",
+            "max_handshakes",
+            "max_handshakes_per_address",
+            "sync_lag",
+        )
         for name in (*counts, "chunk_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"NetSettings.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("handshake_timeout", "ping_interval", "idle_timeout", "request_timeout"):
+        timings = ("handshake_timeout", "ping_interval", "idle_timeout", "request_timeout")
+        for name in (*timings, "sync_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(
                     f"NetSettings.{name} must be > 0 seconds, got {getattr(self, name)!r}"
