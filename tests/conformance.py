@@ -340,6 +340,20 @@ def _dfl_durable(node: Any) -> dict[str, Any]:
     }
 
 
+def _dflbcb_durable(node: Any) -> dict[str, Any]:
+    return {
+        "contract": node.contract,
+        "it_stage_term": (node.it, node.stage, node.term),
+        "committee": (node.members, node.committee),
+        "registered": node.registered,
+        "participants": dict(node.participants),
+        "acc_hist": dict(node.acc_hist),
+        "accepted": dict(node.accepted),
+        "global": node.global_ref.cid,
+        "replica": node.engine is not None,
+    }
+
+
 def _pbft_ledger_durable(node: Any) -> dict[str, Any]:
     if not hasattr(node, "ledger"):  # a client: its request numbers
         return {"nonce": node.engine.nonce, "accepted": node.accepted}
@@ -374,6 +388,7 @@ RESTARTS: dict[str, Restart] = {
     "nagar": Restart(cut=2 * 60.0 + 40.0, durable=_nagar_durable),  # step 3 (grad), mined
     "mudfl": Restart(cut=10.0, durable=_mudfl_durable),
     "pbft-ledger": Restart(cut=0.15, durable=_pbft_ledger_durable),
+    "dflbcb": Restart(cut=1.0, durable=_dflbcb_durable),  # it 1, Commit: every node has work
 }
 
 

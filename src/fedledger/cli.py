@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fedledger.errors import FedledgerError
+from fedledger.errors import ConfigError, FedledgerError
 
 if TYPE_CHECKING:
     from fedledger.experiment.rundir import RunSummary
@@ -48,6 +48,26 @@ def run(
             "(more threads only pay off for large models and batches)",
         ),
     ] = 1,
+    executor: Annotated[
+        str,
+        typer.Option(help="where learning jobs run: inline (this process) or ray (same results)"),
+    ] = "inline",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster (HOST:PORT of `ray start --head`); default: a local Ray"),
+    ] = None,
+    ray_cpus_per_job: Annotated[
+        float, typer.Option(min=0.01, help="CPUs each Ray worker reserves")
+    ] = 1.0,
+    ray_workers: Annotated[
+        int | None, typer.Option(min=1, help="Ray workers (default: cluster CPUs / per job)")
+    ] = None,
+    ray_max_in_flight: Annotated[
+        int | None, typer.Option(min=1, help="jobs submitted ahead (default: 2 x workers)")
+    ] = None,
+    ray_retries: Annotated[
+        int, typer.Option(min=0, help="times a job is sent again after its worker died")
+    ] = 2,
 ) -> None:
     """Run an experiment in the simulator and write its run directory."""
     import torch
@@ -55,12 +75,27 @@ def run(
     from fedledger.assembly.build import build_protocol
     from fedledger.assembly.config import load_config
     from fedledger.experiment.runner import run_experiment
+    from fedledger.runtime.ray import EXECUTOR_NAMES, RayOptions
 
     torch.set_num_threads(threads)
 
     try:
         cfg = load_config(config, tuple(override or ()))
         horizon = build_protocol(cfg).horizon(cfg.rounds)
+        if executor not in EXECUTOR_NAMES:
+            raise ConfigError(
+                "--executor", f"unknown executor {executor!r}; allowed: {', '.join(EXECUTOR_NAMES)}"
+            )
+        ray_options = None
+        if executor == "ray":
+            ray_options = RayOptions(
+                address=ray_address,
+                cpus_per_job=ray_cpus_per_job,
+                threads_per_job=threads,
+                workers=ray_workers,
+                max_in_flight=ray_max_in_flight,
+                max_retries=ray_retries,
+            )
     except FedledgerError as exc:
         raise _fail(exc) from None
     started = time.perf_counter()
@@ -75,7 +110,7 @@ def run(
         transient=True,
     )
     with progress:
-        task = progress.add_task(cfg.name, total=horizon.length, acc="")
+        task = progress.add_task(f"{cfg.name} [{executor}]", total=horizon.length, acc="")
 
         def on_row(row: object) -> None:
             step = getattr(row, "step", 0)
@@ -83,10 +118,19 @@ def run(
             progress.update(task, completed=min(step, horizon.length), acc=f"acc {acc:.3f}")
 
         try:
-            result = run_experiment(cfg, out, on_row=on_row)
+            result = run_experiment(cfg, out, on_row=on_row, executor=executor, ray=ray_options)
         except FedledgerError as exc:
             raise _fail(exc) from None
     _print_summary(result.summary, result.run_dir, time.perf_counter() - started)
+    if executor != "inline" and result.executor is not None:
+        usage = result.executor
+        console.print(
+            f"executor {usage['executor']}: {usage['jobs']} jobs on {usage['workers']} workers "
+            f"({usage['machines']} machines), {usage['retries']} retries; job time "
+            f"{usage['job_seconds']:.2f} s in {usage['wait_seconds']:.2f} s of waiting: "
+            f"speedup {usage['speedup'] or 0:.2f}x (start-up {usage['startup_seconds']:.1f} s)",
+            highlight=False,
+        )
 
 
 def _key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
@@ -208,6 +252,21 @@ def node(
             "is allowed on loopback addresses only"
         ),
     ] = None,
+    convener: Annotated[
+        str | None,
+        typer.Option(
+            help="with --genesis: the convener's public key (hex, as `fedledger genesis` "
+            "prints it, or its member file); a genesis signed by another key is refused"
+        ),
+    ] = None,
+    genesis_sha256: Annotated[
+        str | None,
+        typer.Option(
+            "--genesis-sha256",
+            help="with --genesis: the genesis's SHA-256 as `fedledger genesis` prints it; "
+            "another genesis is refused (give this or --convener)",
+        ),
+    ] = None,
     max_frame: Annotated[
         int | None, typer.Option(help="largest frame in bytes (default: from the model size)")
     ] = None,
@@ -279,6 +338,8 @@ def node(
             epoch=epoch,
             epoch_file=epoch_file,
             genesis_file=genesis,
+            convener=convener,
+            genesis_sha256=genesis_sha256,
         )
         host = NodeHost(options)
     except (FedledgerError, ValueError, OSError) as exc:
@@ -299,9 +360,24 @@ def keygen(
     out: Annotated[Path, typer.Option(help="directory for the key files")],
     node_id: Annotated[str, typer.Option("--node", help="the node's id, e.g. server or c003")],
     force: Annotated[bool, typer.Option(help="overwrite an existing key file")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="experiment YAML file: also write the extra keys the protocol declares for "
+            "this node (VRF, secp256k1)",
+        ),
+    ] = None,
+    override: Annotated[
+        list[str] | None,
+        typer.Option("-o", "--override", help="key.path=value (repeatable), with --config"),
+    ] = None,
 ) -> None:
     """Create a node's random Ed25519 key: OUT/<node>.key (private, mode 0600) and
-    OUT/<node>.pub.json (its member file, for `fedledger genesis`)."""
+    OUT/<node>.pub.json (its member file, for `fedledger genesis`); with --config also the
+    extra keys its protocol declares, OUT/<node>.<scheme>.key (0600, public parts in the
+    member file)."""
+    from fedledger.assembly.member_keys import ExtraKeys, save_extra_keys
     from fedledger.assembly.services import member_json
     from fedledger.crypto import KeyPair, save_keypair
 
@@ -311,13 +387,35 @@ def keygen(
     public = out / f"{node_id}.pub.json"
     if private.exists() and not force:
         raise _fail(ValueError(f"{private} exists; a node keeps its key (--force replaces it)"))
-    key = KeyPair.generate("ed25519")
     try:
+        schemes = () if config is None else _declared_extra_keys(config, override, node_id)
+        key = KeyPair.generate("ed25519")
+        extra = ExtraKeys.generate(schemes)
         save_keypair(key, private)
-        public.write_text(member_json(node_id, key.public))
-    except OSError as exc:
+        written = save_extra_keys(extra, private)
+        public.write_text(member_json(node_id, key.public, extra.publics()))
+    except (FedledgerError, ValueError, OSError) as exc:
         raise _fail(exc) from None
-    console.print(f"{node_id}: private key {private} (0600), member file {public}")
+    others = "".join(f", {p}" for p in written)
+    console.print(f"{node_id}: private key {private}{others} (0600), member file {public}")
+
+
+def _declared_extra_keys(config: Path, override: list[str] | None, node_id: str) -> tuple[str, ...]:
+    """The extra key schemes the config's protocol declares for ``node_id``."""
+    from fedledger.assembly.build import build_protocol
+    from fedledger.assembly.config import load_config
+
+    cfg = load_config(config, tuple(override or ()))
+    protocol = build_protocol(cfg)
+    plans = list(protocol.plan(cfg.nodes.count, cfg.seed))
+    plan = next((p for p in plans if p.node_id == node_id), None)
+    if plan is None:
+        ids = [p.node_id for p in plans]
+        raise ValueError(
+            f"--node {node_id!r} is not in the config; its nodes are {ids} (a convener's "
+            "key: leave out --config)"
+        )
+    return protocol.resources(plan, plans).extra_schemes
 
 
 @app.command()
@@ -337,18 +435,22 @@ def genesis(
     digest. Every node of the config must have a member file."""
     from fedledger.assembly.build import build_protocol
     from fedledger.assembly.config import load_config, to_yaml
-    from fedledger.assembly.services import GenesisFile, MembershipError, read_member_file
+    from fedledger.assembly.services import GenesisFile, MembershipError, read_member
     from fedledger.crypto import load_keypair
 
     try:
         cfg = load_config(config, tuple(override or ()))
-        node_ids = [p.node_id for p in build_protocol(cfg).plan(cfg.nodes.count, cfg.seed)]
+        protocol = build_protocol(cfg)
+        plans = list(protocol.plan(cfg.nodes.count, cfg.seed))
+        node_ids = [p.node_id for p in plans]
         keys = {}
+        extras: dict[str, dict[str, str]] = {}
         for path in members:
-            node_id, public = read_member_file(path)
+            node_id, public, extra = read_member(path)
             if node_id in keys:
                 raise MembershipError(f"{path}: a second member file for {node_id!r}")
             keys[node_id] = public
+            extras[node_id] = extra
         if sorted(keys) != sorted(node_ids):
             missing = sorted(set(node_ids) - set(keys))
             extra = sorted(set(keys) - set(node_ids))
@@ -357,13 +459,27 @@ def genesis(
             raise MembershipError(
                 f"the config's nodes are {sorted(node_ids)}; {', '.join(problems)}"
             )
-        signed = GenesisFile.sign(keys, to_yaml(cfg), load_keypair(key))
+        for plan in plans:  # each member's file holds the extra keys its protocol declares
+            lacking = set(protocol.resources(plan, plans).extra_schemes) - set(extras[plan.node_id])
+            if lacking:
+                raise MembershipError(
+                    f"the member file of {plan.node_id!r} has no {sorted(lacking)} key: the "
+                    f"protocol declares it; run `fedledger keygen --config {config} --node "
+                    f"{plan.node_id}`"
+                )
+        committees = protocol.committees(plans)
+        signed = GenesisFile.sign(keys, to_yaml(cfg), load_keypair(key), extras, committees)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(signed.to_json())
     except (FedledgerError, ValueError, OSError) as exc:
         raise _fail(exc) from None
-    convener = signed.convener.to_bytes().hex()[:16]
-    console.print(f"genesis of {len(keys)} members written to {out}, signed by {convener}")
+    console.print(
+        f"genesis of {len(keys)} members written to {out}\n"
+        f"  convener (--convener): {signed.convener.to_bytes().hex()}\n"
+        f"  genesis sha256 (--genesis-sha256): {signed.digest}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _die_with_parent() -> None:

@@ -10,16 +10,18 @@ identical data.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from fedledger.assembly.config import ExperimentConfig, to_yaml
 from fedledger.assembly.jobs import JobRunner, NodeLearning
+from fedledger.assembly.member_keys import MemberExtras
 from fedledger.assembly.plugins import registries
 from fedledger.assembly.services import (
     Membership,
+    address_book,
     make_genesis,
     node_keys,
     open_node_services,
@@ -31,6 +33,7 @@ from fedledger.learning.attacks.base import Attack
 from fedledger.learning.data import Dataset, FederatedData, NodeData, prepare_federated_data
 from fedledger.learning.partition import make_partitioner
 from fedledger.learning.train import Learner
+from fedledger.ledger.sigmemo import SignatureMemo
 from fedledger.protocols.base import (
     NodePlan,
     NodeSetup,
@@ -64,7 +67,9 @@ class Experiment:
     nodes: the protocol state machines built (all, or only the one asked for);
     meters: each built node's CPU meter (``NodeSetup.meter``);
     services: their keys, chains and blob stores as the protocol declared, to be closed
-    with :meth:`close`.
+    with :meth:`close`;
+    memo: the run-wide signature memo the simulator's nodes share (None for a real node,
+    or when built without one): see ``fedledger.ledger.sigmemo``.
     """
 
     config: ExperimentConfig
@@ -77,6 +82,7 @@ class Experiment:
     nodes: dict[str, ProtocolNode]
     services: dict[str, NodeServices]
     meters: dict[str, CpuMeter]
+    memo: SignatureMemo | None = None
 
     def role(self, node_id: str) -> NodeRole:
         for r in self.roles:
@@ -192,9 +198,13 @@ def open_services(
     keys: Mapping[str, KeyPair | PublicKey]
     if membership is None:
         keys = node_keys(plans, config.seed)
-        genesis = make_genesis(keys, to_yaml(config))
+        genesis = make_genesis(keys, to_yaml(config), protocol.committees(plans))
+        schemes = {p.node_id: protocol.resources(p, plans).extra_schemes for p in plans}
+        extras = MemberExtras.derived(config.seed, schemes)  # VRF, secp256k1: if declared
     else:
         keys, genesis = membership.resolve([p.node_id for p in plans], to_yaml(config))
+        extras = membership.extras()
+    book = address_book(keys)  # one for all the nodes opened here
     return {
         p.node_id: open_node_services(
             p.node_id,
@@ -203,6 +213,8 @@ def open_services(
             genesis,
             protocol.resources(p, plans),
             durable=durable,
+            extras=extras,
+            book=book,
         )
         for p in wanted
     }
@@ -213,10 +225,13 @@ def build_experiment(
     run_dir: Path,
     only: str | None = None,
     membership: Membership | None = None,
+    signature_memo: bool | None = None,
 ) -> Experiment:
     """Build the experiment; with ``only``, create just that node (and its services);
     ``membership``: a real network's genesis file and that node's key (default: keys
-    derived from the seed)."""
+    derived from the seed); ``signature_memo``: give the nodes one run-wide memo of valid
+    signatures, each node still charged its own checks (default: when building every
+    node, i.e. for the simulator; a real node keeps its per-node cache only)."""
     protocol = build_protocol(config)
     plans = list(protocol.plan(config.nodes.count, config.seed))
     if only is not None and only not in {p.node_id for p in plans}:
@@ -261,9 +276,19 @@ def build_experiment(
     )
     nodes = {}
     meters: dict[str, CpuMeter] = {}
+    memo = None
+    if signature_memo if signature_memo is not None else only is None:
+        # every node's directory holds the same members (the genesis block's): one serves
+        shared = next(iter(services.values())).directory
+        memo = SignatureMemo.calibrated(k.scheme for k in shared.values())
     for r in roles:
         if only is not None and r.plan.node_id != only:
             continue
+        if memo is not None:
+            svc = services[r.plan.node_id]
+            meter = meters.setdefault(r.plan.node_id, CpuMeter())
+            directory = memo.directory_for(shared, meter)
+            services[r.plan.node_id] = replace(svc, directory=directory)
         setup = NodeSetup(
             plan=r.plan,
             all_nodes=tuple(plans),
@@ -278,7 +303,9 @@ def build_experiment(
             meter=meters.setdefault(r.plan.node_id, CpuMeter()),
         )
         nodes[r.plan.node_id] = protocol.create_node(setup)
-    return Experiment(config, protocol, plans, roles, data, learner, jobs, nodes, services, meters)
+    return Experiment(
+        config, protocol, plans, roles, data, learner, jobs, nodes, services, meters, memo
+    )
 
 
 def declared_contract(

@@ -30,6 +30,8 @@ from pathlib import Path
 from fedledger.assembly.build import assign_roles, build_protocol
 from fedledger.assembly.config import load_config
 from fedledger.errors import FedledgerError
+from fedledger.experiment.audit_certs import with_certificates
+from fedledger.experiment.audit_contract import with_contract
 from fedledger.ledger.audit import AuditReport, Problem, audit_path
 from fedledger.ledger.audit_expect import Expectations, run_of
 from fedledger.protocols.resources import MAIN, CatchUp
@@ -93,7 +95,8 @@ def verify(path: Path) -> AuditReport:
             "recorded",
         )
         return replace(report, problems=(problem, *report.problems))
-    return audit_path(path, expect=expect)
+    report = with_certificates(audit_path(path, expect=expect), path, run)  # PBFT: 2f+1
+    return with_contract(report, run)  # a contract's history: stages and F+1 proofs
 
 
 def _recorded_heights(run: RunLayout, protocol: str, metric: str) -> dict[str, int]:

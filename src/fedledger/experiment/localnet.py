@@ -44,6 +44,7 @@ from fedledger.assembly.metrics import (
 )
 from fedledger.experiment.rundir import LocalnetCounters, RunDir, RunSummary, finish_run
 from fedledger.experiment.runner import default_run_dir
+from fedledger.runtime.node.chain_rpc import RunChain, start_run_chain
 from fedledger.runtime.node.journal import read_journal, read_status, step_summary_of
 from fedledger.runtime.node.launch import ProcessSet, free_ports, node_argv
 from fedledger.storage.layout import RunLayout
@@ -152,6 +153,7 @@ class Localnet:
         self.epoch: float | None = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        self.chain: RunChain | None = None  # the contract chain, when one is declared
 
     @property
     def layout(self) -> RunLayout:
@@ -172,6 +174,8 @@ class Localnet:
     def start(self, only: Iterable[str] | None = None) -> None:
         """Start every node (or the ``only`` ones; others can be started later)."""
         RunDir(self.run_dir).write_config(self.config)
+        if self.chain is None:  # the protocol's contract chain, before any node (chain_rpc)
+            self.chain = start_run_chain(self.protocol, [r.plan for r in self.roles], self.run_dir)
         self.ports = dict(zip(self.ids, free_ports(len(self.ids)), strict=True))
         self.dials = dial_plan(self.roles)
         self.started = time.perf_counter()
@@ -282,6 +286,8 @@ class Localnet:
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(5.0)
         self.procs.stop()
+        if self.chain is not None:  # records the contract's history, then stops the chain
+            self.chain.stop()
         return {n: p.returncode for n, p in sorted(self.procs.procs.items())}
 
     def _start_delay_seen(self) -> float:

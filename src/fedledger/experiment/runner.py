@@ -6,6 +6,7 @@ The runner prints nothing; the CLI shows progress through the ``on_row`` callbac
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,9 +18,12 @@ from fedledger.assembly.build import Experiment, build_experiment, declared_cont
 from fedledger.assembly.config import ExperimentConfig
 from fedledger.assembly.metrics import MetricRow, ModelRow, recorder_for
 from fedledger.experiment.rundir import RunDir, RunSummary, SimCounters, finish_run
+from fedledger.learning.executor import JobExecutor
+from fedledger.runtime.ray import RayOptions, executor_usage, make_executor
 from fedledger.runtime.sim import ComputeModel, LinkSpec, NetworkModel, Simulator
 from fedledger.runtime.sim.network import Partition
 from fedledger.runtime.sim.simulator import SimObserver
+from fedledger.storage.layout import RunLayout
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class RunResult:
     run_dir: Path
     summary: RunSummary
     rows: tuple[ModelRow, ...]
+    executor: dict[str, Any] | None = None  # executor_usage: workers, speedup, ...
 
 
 def network_model(config: ExperimentConfig) -> NetworkModel:
@@ -53,19 +58,36 @@ def run_experiment(
     config: ExperimentConfig,
     out: Path | None = None,
     on_row: Callable[[ModelRow], None] | None = None,
+    executor: str | JobExecutor = "inline",
+    ray: RayOptions | None = None,
 ) -> RunResult:
-    """Build the experiment, simulate it, and write its run directory."""
+    """Build the experiment, simulate it, and write its run directory.
+
+    ``executor``: where the learning jobs run, ``inline`` or ``ray`` (``ray``: its
+    options), or an executor the caller made, keeps for several runs and shuts down
+    itself; all give the same ledgers, metrics and summary. A run on another executor
+    than inline adds an ``executor`` section to summary.json (:func:`executor_usage`)."""
     started = time.perf_counter()
     run_dir = RunDir(out or default_run_dir(config))
     run_dir.write_config(config)
 
     exp = build_experiment(config, run_dir.path)
     recorder = recorder_for(exp, on_row=on_row)
-    sim = simulator_for(exp, recorder)
+    try:
+        owned = isinstance(executor, str)
+        jobs_executor = make_executor(executor, ray) if isinstance(executor, str) else executor
+    except BaseException:
+        exp.close()
+        raise
+    done_before = jobs_executor.report()  # a caller's executor may have run other runs
+    sim = simulator_for(exp, recorder, executor=jobs_executor)
     try:
         stats = sim.run()
+        usage = executor_usage(jobs_executor, sim.job_wait_seconds, since=done_before)
     finally:
         exp.close()
+        if owned:
+            jobs_executor.shutdown()
     recorder.finish()
     cpu_total: dict[str, float] = {}
     for node_id, activities in stats.cpu.items():
@@ -83,6 +105,7 @@ def run_experiment(
         bytes_sent=int(sum(stats.bytes_sent.values())),
         jobs=stats.jobs,
         nodes_halted=stats.halted,
+        work_seconds=round(sum(stats.work_seconds.values()), 6),
     )
     summary = finish_run(
         config,
@@ -95,15 +118,23 @@ def run_experiment(
         cpu_total,
         time.perf_counter() - started,
     )
-    return RunResult(run_dir.path, summary, tuple(recorder.rows))
+    if jobs_executor.name != "inline":
+        summary_file = RunLayout(run_dir.path).summary
+        written = json.loads(summary_file.read_text())
+        written["executor"] = usage
+        summary_file.write_text(json.dumps(written, indent=2) + "\n")
+    return RunResult(run_dir.path, summary, tuple(recorder.rows), usage)
 
 
 def simulator_for(
-    exp: Experiment, observer: SimObserver, max_time: float | None = None
+    exp: Experiment,
+    observer: SimObserver,
+    max_time: float | None = None,
+    executor: JobExecutor | None = None,
 ) -> Simulator:
     """The simulator of a built experiment: its nodes, links, compute model, stores,
     meters, declared effects and (when the protocol declares a contract) its chain;
-    ``max_time`` overrides the config's."""
+    ``max_time`` overrides the config's; ``executor`` runs the jobs (default inline)."""
     config = exp.config
     return Simulator(
         exp.nodes,
@@ -119,6 +150,7 @@ def simulator_for(
         encode_messages=config.network.encode,
         declared_effects=exp.protocol.effects,
         chain=simulated_chain(exp),
+        executor=executor,
     )
 
 
@@ -129,4 +161,4 @@ def simulated_chain(exp: Experiment) -> Any:
         return None
     from fedledger.runtime.sim.chainhost import ChainHost  # titanoboa: only when declared
 
-    return ChainHost(spec, subscribers)
+    return ChainHost(spec, subscribers, seed=exp.config.seed)

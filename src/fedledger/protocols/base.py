@@ -154,7 +154,20 @@ class BlobReceived:
     data: bytes | None
 
 
-Event = Start | MessageReceived | TimerFired | JobFinished | BlobReceived
+@dataclass(frozen=True)
+class ChainSynced:
+    """A real node's host appended ``appended`` blocks to chain ``chain`` that it fetched
+    from its peers while the node was running (it had fallen behind: paused, partitioned);
+    the chain's head is now at ``height``. The node's state derived from that chain is
+    stale: rebuild it from the store, as on ``Start``. The simulator never sends it."""
+
+    time: float
+    chain: str
+    appended: int
+    height: int
+
+
+Event = Start | MessageReceived | TimerFired | JobFinished | BlobReceived | ChainSynced
 
 
 # ---------------------------------------------------------------- effects
@@ -384,6 +397,13 @@ class Protocol(ABC, Generic[P]):
     def resources(self, plan: NodePlan, plans: Sequence[NodePlan]) -> NodeResources:
         """What ``plan``'s node needs opened for it. Default: a key pair only."""
         return NodeResources()
+
+    def committees(self, plans: Sequence[NodePlan]) -> Mapping[str, tuple[str, ...]]:
+        """Committees fixed at genesis, by name: node ids in the committee's own order
+        (e.g. PBFT replicas by index). The genesis block records them (with the members'
+        keys), and ``fedledger chain verify`` checks certificates against them (see
+        ``ChainSpec.certified_by``). Default: none."""
+        return {}
 
     def shared_split_samples(self) -> int:
         """Size of an evaluation split every node holds identically (drawn once per

@@ -19,7 +19,10 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from fedledger.contracts.effects import ContractSpec
+from fedledger.contracts.eth import EthKey
 from fedledger.crypto import KeyDirectory, KeyPair
+from fedledger.crypto.vrf import VrfKey, VrfPublicKey
+from fedledger.ledger import roster as _roster  # noqa: F401  (registers Genesis.extra's record)
 from fedledger.ledger.finality import FinalityRule
 from fedledger.ledger.forkchoice import ForkChoice, longest_chain
 from fedledger.ledger.records import Block
@@ -34,6 +37,9 @@ MAIN = "main"
 FinalityFactory = Callable[[tuple[bytes, ...]], FinalityRule]
 
 KEY_SCHEMES = ("ed25519", "rsa")
+#: keys a node may hold beside its identity key (``fedledger.assembly.member_keys``): an
+#: RFC 9381 VRF key (committee sortition) and a secp256k1 key (contracts, ecrecover)
+EXTRA_KEY_SCHEMES = ("vrf", "secp256k1")
 
 
 class CatchUp(StrEnum):
@@ -52,11 +58,18 @@ class CatchUp(StrEnum):
 @dataclass(frozen=True)
 class ChainSpec:
     """One named chain a node keeps: its fork choice, its finality rule (None: no
-    finality gadget) and its catch-up policy."""
+    finality gadget), its catch-up policy, and ``certified_by``: the committee (one of
+    ``Protocol.committees``) whose 2f+1 commit certificate every block above genesis
+    carries (PBFT), which ``fedledger chain verify`` checks; None: no certificates.
+    ``live``: with ``CatchUp.PEERS``, a real node also catches the chain up while it runs
+    whenever it falls behind its peers, and tells the node (``ChainSynced``), which must
+    then rebuild what it derived from the chain (``runtime.node.live_sync``)."""
 
     fork_choice: ForkChoice = longest_chain
     finality: FinalityFactory | None = None
     catch_up: CatchUp = CatchUp.PEERS
+    certified_by: str | None = None
+    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,7 +85,9 @@ class NodeResources:
 
     chains: named chains (empty: the node keeps no ledger);
     blobs: its blob store, or None;
-    key_schemes: the signature schemes it signs with (the first one is its identity);
+    key_schemes: the signature schemes it signs with (the first one, ed25519 or rsa, is
+        its identity; the others are extra keys from EXTRA_KEY_SCHEMES, provided in
+        NodeServices.extra: derived in the simulator, from key files on a real network);
     root_samples: size of a trusted root dataset drawn from the data holders' clean
         data (FLTrust's server), 0 for none;
     contract: a chain with a contract the node talks to through the chain effects
@@ -87,10 +102,11 @@ class NodeResources:
     contract: ContractSpec | None = None
 
     def __post_init__(self) -> None:
-        bad = [s for s in self.key_schemes if s not in KEY_SCHEMES]
-        if not self.key_schemes or bad:
+        bad = [s for s in self.key_schemes[1:] if s not in EXTRA_KEY_SCHEMES]
+        if not self.key_schemes or self.key_schemes[0] not in KEY_SCHEMES or bad:
             raise ValueError(
-                f"key_schemes {self.key_schemes!r}: allowed are {', '.join(KEY_SCHEMES)}"
+                f"key_schemes {self.key_schemes!r}: the first is the identity, one of "
+                f"{', '.join(KEY_SCHEMES)}; the others from {', '.join(EXTRA_KEY_SCHEMES)}"
             )
         if self.root_samples < 0:
             raise ValueError(f"root_samples must be >= 0, got {self.root_samples}")
@@ -102,9 +118,39 @@ class NodeResources:
     def keeps_chain(self) -> bool:
         return bool(self.chains)
 
+    @property
+    def extra_schemes(self) -> tuple[str, ...]:
+        """The declared keys beside the identity key (e.g. ``("vrf",)``)."""
+        return tuple(dict.fromkeys(self.key_schemes[1:]))
+
 
 #: A node that keeps one chain of its own, shared by the network, and a blob store.
 SHARED_CHAIN = NodeResources(chains=MappingProxyType({MAIN: ChainSpec()}), blobs=BlobSpec())
+
+
+@dataclass(frozen=True)
+class NodeExtraKeys:
+    """A node's extra keys (None: not declared) and the members' registered public ones:
+    VRF public keys and secp256k1 (Ethereum) addresses by node id."""
+
+    vrf: VrfKey | None = None
+    eth: EthKey | None = None
+    vrf_keys: Mapping[str, VrfPublicKey] = field(default_factory=lambda: MappingProxyType({}))
+    eth_addresses: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class AddressBook:
+    """Every member's address by node id and back, built once per network and shared by
+    all the nodes a host runs (a copy per node would cost N squared entries)."""
+
+    pairs: tuple[tuple[str, bytes], ...]  # node id -> address, in node-id order
+    by_id: Mapping[str, bytes] = field(init=False, repr=False, compare=False)
+    by_address: Mapping[bytes, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_id", dict(self.pairs))
+        object.__setattr__(self, "by_address", {a: n for n, a in self.pairs})
 
 
 @dataclass(frozen=True)
@@ -114,7 +160,10 @@ class NodeServices:
     keys: the node's own key pair; directory: every member's public key (from the
     genesis block); genesis: the height-0 block all nodes share; chains: its chain
     stores by name; blobs: its content-addressed blob store (None if not declared);
-    addresses: node id -> address, in node-id order.
+    book: every member's address by node id and back (shared by a host's nodes);
+    extra: the node's own extra keys (those its resources declare: ``vrf`` and
+    ``secp256k1`` in ``key_schemes``) and every member's public ones as registered at
+    genesis (the VRF keys committee selection verifies tickets against).
     """
 
     keys: KeyPair
@@ -122,13 +171,13 @@ class NodeServices:
     genesis: Block
     chains: Mapping[str, ChainStore]
     blobs: BlobStore | None
-    addresses: tuple[tuple[str, bytes], ...]
-    _by_id: Mapping[str, bytes] = field(init=False, repr=False, compare=False)
-    _by_address: Mapping[bytes, str] = field(init=False, repr=False, compare=False)
+    book: AddressBook
+    extra: NodeExtraKeys = field(default_factory=lambda: NodeExtraKeys())
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_by_id", dict(self.addresses))
-        object.__setattr__(self, "_by_address", {a: n for n, a in self.addresses})
+    @property
+    def addresses(self) -> tuple[tuple[str, bytes], ...]:
+        """node id -> address, in node-id order."""
+        return self.book.pairs
 
     @property
     def ledger(self) -> ChainStore:
@@ -152,12 +201,12 @@ class NodeServices:
 
     def address_of(self, node_id: str) -> bytes:
         try:
-            return self._by_id[node_id]
+            return self.book.by_id[node_id]
         except KeyError:
             raise KeyError(f"no address for node {node_id!r}") from None
 
     def node_of(self, address: bytes) -> str | None:
-        return self._by_address.get(address)
+        return self.book.by_address.get(address)
 
     def close(self) -> None:
         for store in self.chains.values():

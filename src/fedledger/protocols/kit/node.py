@@ -31,6 +31,7 @@ from fedledger.learning.jobs import JobResult
 from fedledger.ledger.verify import Verifier
 from fedledger.protocols.base import (
     BlobReceived,
+    ChainSynced,
     Effect,
     Event,
     JobFinished,
@@ -137,6 +138,8 @@ class KitNode(ProtocolNode[P]):
             return self.on_blob(event)
         if isinstance(event, Start):
             return self.on_start(event)
+        if isinstance(event, ChainSynced):
+            return self.on_chain_synced(event)
         return []
 
     def handler_of(self, message: Message) -> Callable[[MessageReceived], list[Effect]] | None:
@@ -175,4 +178,9 @@ class KitNode(ProtocolNode[P]):
         return []
 
     def on_blob(self, event: BlobReceived) -> list[Effect]:
+        return []
+
+    def on_chain_synced(self, event: ChainSynced) -> list[Effect]:
+        """The host appended blocks fetched from peers to one of this node's chains while
+        it ran (it had fallen behind); a node whose state follows that chain rebuilds."""
         return []

@@ -47,6 +47,7 @@ from fedledger.ledger.verify import Verifier
 from fedledger.protocols.base import (
     BASE_EFFECTS,
     BlobReceived,
+    ChainSynced,
     EmitMetric,
     Event,
     FetchBlob,
@@ -60,9 +61,11 @@ from fedledger.protocols.base import (
 from fedledger.protocols.resources import CatchUp
 from fedledger.runtime.effects import EffectTable
 from fedledger.runtime.node.blobs_fetch import fetch_blob, serve_blob
+from fedledger.runtime.node.chain_rpc import RpcChainHost
 from fedledger.runtime.node.framing import NetCounters
 from fedledger.runtime.node.handshake import Identity
 from fedledger.runtime.node.journal import Journal
+from fedledger.runtime.node.live_sync import peer_view, watch_chains
 from fedledger.runtime.node.options import (
     NodeOptions,
     default_max_frame,
@@ -124,6 +127,7 @@ class NodeHost:
             self.net = replace(self.net, tls=True)
         self.counters = NetCounters()
         self.effects = EffectTable.for_host("real-node host", self)
+        self.chain_rpc = RpcChainHost.for_node(self)  # contract effects over JSON-RPC
         self.effects.require((*BASE_EFFECTS, *self.exp.protocol.effects), "the protocol")
         self.journal = Journal(self.dir)
         self.recorder = recorder_for(
@@ -232,13 +236,21 @@ class NodeHost:
             await asyncio.sleep(ahead)
         self.state = "running"
         self._started = True
+        if self.chain_rpc is not None:  # contract logs from now on (chain_rpc.py)
+            self.chain_rpc.start(asyncio.get_running_loop())
         begin = max(0.0, self._now())
         self.journal.write("begin", {"time": round(begin, 6), "late": round(-ahead, 6)})
         self._dispatch(Start(begin))
         for peer, message in self._early:
             self._dispatch(MessageReceived(self._now(), peer, message))
         self._early.clear()
-        await self._halted.wait()
+        chains = self.resources.chains
+        watched = sorted(n for n in shared if chains[n].live)
+        live = asyncio.create_task(self._live_sync(watched))  # catch-up while running
+        try:
+            await self._halted.wait()
+        finally:
+            live.cancel()
         self.state = "draining"
         await self.transport.drain(self.net.drain_timeout)
         await asyncio.get_running_loop().run_in_executor(self.worker.pool, self.recorder.finish)
@@ -247,6 +259,8 @@ class NodeHost:
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         for handle in self._timers.values():
             handle.cancel()
+        if self.chain_rpc is not None:
+            self.chain_rpc.close()
         self.worker.shutdown()
         self.journal.write(
             "halt" if self.state == "halted" else "stop",
@@ -272,8 +286,31 @@ class NodeHost:
         if missing:
             log.warning("starting without %s (not connected)", missing)
 
-    async def _sync(self, chain: str) -> None:
-        """Catch chain ``chain`` up from the connected peers (its policy is PEERS)."""
+    async def _live_sync(self, chains: list[str]) -> None:
+        """Catch a shared chain up whenever this running node falls behind its peers
+        (``live_sync``); the protocol gets ``ChainSynced`` for what was appended."""
+        if not chains:
+            return
+
+        def head(chain: str) -> tuple[int, bytes]:
+            block = self.services.chain(chain).head()
+            return block.height, block.hash
+
+        await watch_chains(
+            chains,
+            self.net.sync_interval,
+            self.net.sync_lag,
+            self.transport.connected,
+            head,
+            lambda peer, chain, height, block: peer_view(
+                self.rpc, peer, chain, height, block, self.net.request_timeout
+            ),
+            lambda chain: self._sync(chain, live=True),
+        )
+
+    async def _sync(self, chain: str, live: bool = False) -> int:
+        """Catch chain ``chain`` up from the connected peers (its policy is PEERS); the
+        number of blocks appended. ``live``: the protocol runs, and is told of them."""
         svc = self.services
         settings = self.net
         ledger = svc.chain(chain)
@@ -299,8 +336,12 @@ class NodeHost:
                 "refused": report.refused,
                 "peers": report.peers,
                 "height": ledger.head().height,
+                "live": live,
             },
         )
+        if live and report.appended:
+            self._dispatch(ChainSynced(self._now(), chain, report.appended, ledger.head().height))
+        return report.appended
 
     async def _await_epoch_file(self, path: Path) -> None:
         """Say ``ready`` and wait for the network's epoch to appear in ``path``."""

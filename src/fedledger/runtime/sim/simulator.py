@@ -24,7 +24,7 @@ import numpy as np
 
 from fedledger.codec import decode, encode
 from fedledger.errors import FedledgerError
-from fedledger.learning.executor import InlineExecutor, JobExecutor
+from fedledger.learning.executor import InlineExecutor, JobExecutor, JobLostError
 from fedledger.protocols.base import (
     BASE_EFFECTS,
     BlobReceived,
@@ -49,6 +49,8 @@ from fedledger.runtime.sim.compute import ComputeModel
 from fedledger.runtime.sim.network import NetworkModel
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from fedledger.assembly.jobs import HonestSource, JobRunner
     from fedledger.runtime.sim.chainhost import ChainHost
     from fedledger.storage.blobs import BlobStore
@@ -71,6 +73,7 @@ class SimStats:
     wall_seconds: float = 0.0
     halted: int = 0
     cpu: dict[NodeId, dict[str, float]] = field(default_factory=dict)  # node -> activity -> s
+    work_seconds: dict[NodeId, float] = field(default_factory=dict)  # virtual, meter.work
 
 
 @dataclass(frozen=True)
@@ -130,10 +133,17 @@ class Simulator:
         self._timer_gen: dict[tuple[NodeId, str], int] = {}  # live timer -> its generation
         self._timer_seq = 0  # generations of all timers; never reset (see set_timer)
         self._speeds = compute.speeds(sorted(self.nodes), seed)
+        self._busy_until: dict[NodeId, float] = {}  # end of each node's declared work
         self._pending_by_tag: dict[str, list[_PendingJob]] = {}
         self._early: dict[tuple[NodeId, str], JobResult] = {}
         self._honest_by_tag: OrderedDict[str, list[np.ndarray]] = OrderedDict()
         self._track_honest = any(self.jobs.is_omniscient(n) for n in self.nodes)
+        # eager jobs (an executor that runs them elsewhere, in parallel): submitted in
+        # start order, at most max_in_flight at once; results read at completion events
+        self._max_in_flight = max(0, int(getattr(self.executor, "max_in_flight", 0)))
+        self._queued: OrderedDict[tuple[NodeId, str], _PendingJob] = OrderedDict()
+        self._in_flight: dict[tuple[NodeId, str], Future[JobResult]] = {}
+        self.job_wait_seconds = 0.0  # wall seconds spent submitting and awaiting jobs
 
     # ------------------------------------------------------------ driving
 
@@ -146,6 +156,9 @@ class Simulator:
             if self.max_time is not None and at > self.max_time:
                 break
             self._now = at
+            if kind == _EXTERNAL and callable(payload):  # a chain host's block (chainhost)
+                payload()
+                continue
             if node_id in self._halted:
                 continue
             event = self._event(kind, node_id, payload)
@@ -181,6 +194,7 @@ class Simulator:
         self.stats.events += 1
         meter = self.meters[node_id]
         started, inside = wallclock.process_time(), meter.measured
+        mark = self.compute.work_mark(meter)
         try:
             effects = self.nodes[node_id].handle(event)
         except Exception as exc:
@@ -189,8 +203,26 @@ class Simulator:
             ) from exc
         elapsed = wallclock.process_time() - started
         meter.add("protocol", elapsed - (meter.measured - inside))
+        delay = self.compute.work_delay(meter, mark)
+        if delay > 0.0:
+            self._execute_after_work(node_id, effects, delay * self._speeds[node_id])
+            return
         for effect in effects:
             self._execute(node_id, effect)
+
+    def _execute_after_work(self, node_id: NodeId, effects: list[Any], delay: float) -> None:
+        """Effects of a handler that declared ``delay`` seconds of work (``meter.work``:
+        homomorphic encryption, say) happen when that work is done. A node works on one
+        such piece at a time: work declared while it is still busy queues behind it."""
+        start = max(self._now, self._busy_until.get(node_id, 0.0)) + delay
+        self._busy_until[node_id] = start
+        self.stats.work_seconds[node_id] = self.stats.work_seconds.get(node_id, 0.0) + delay
+        now, self._now = self._now, start
+        try:
+            for effect in effects:
+                self._execute(node_id, effect)
+        finally:
+            self._now = now
 
     def _push(self, at: float, kind: int, node_id: NodeId, payload: Any) -> None:
         self._seq += 1
@@ -298,6 +330,24 @@ class Simulator:
         if tracked and self.jobs.is_honest(node_id):
             self._pending_by_tag.setdefault(effect.job.tag, []).append(pending)
         self._push(self._now + seconds * speed, _JOB, node_id, (pending, None))
+        if self._max_in_flight and not self.jobs.needs_honest(node_id, effect.job):
+            # a job that reads the honest results of its round stays lazy
+            self._queued[(node_id, effect.job_id)] = pending
+            self._submit_queued()
+
+    def _submit_queued(self) -> None:
+        """Submit queued jobs in start order while fewer than max_in_flight run."""
+        started = wallclock.perf_counter()
+        if len(self._in_flight) >= self._max_in_flight and self._halted:
+            for key in [k for k in self._in_flight if k[0] in self._halted]:
+                del self._in_flight[key]  # a halted node never reads its result
+        while self._queued and len(self._in_flight) < self._max_in_flight:
+            key, pending = self._queued.popitem(last=False)
+            if pending.node_id not in self._halted:
+                self._in_flight[key] = self.executor.submit(
+                    self.jobs.run, pending.node_id, pending.job, None
+                )
+        self.job_wait_seconds += wallclock.perf_counter() - started
 
     def _result_of(self, pending: _PendingJob) -> JobResult:
         key = (pending.node_id, pending.job_id)
@@ -312,11 +362,30 @@ class Simulator:
         return self._compute(pending)
 
     def _run_job(self, pending: _PendingJob, honest: HonestSource | None = None) -> JobResult:
-        """Run the job on its node's data, charging its CPU time to the node's ``ml``."""
-        started = wallclock.process_time()
-        future = self.executor.submit(self.jobs.run, pending.node_id, pending.job, honest)
-        result = future.result()
-        self.meters[pending.node_id].add("ml", wallclock.process_time() - started)
+        """Run the job on its node's data (or take the result of the job submitted when
+        it started), charging its CPU time to the node's ``ml``: as measured where it ran
+        when the executor measured it, else this process's."""
+        started, waited = wallclock.process_time(), wallclock.perf_counter()
+        key = (pending.node_id, pending.job_id)
+        future = self._in_flight.pop(key, None)
+        if future is None:
+            self._queued.pop(key, None)
+            future = self.executor.submit(self.jobs.run, pending.node_id, pending.job, honest)
+        try:
+            result = future.result()
+        except JobLostError as exc:
+            raise SimulationError(
+                f"job {pending.job_id} of node {pending.node_id} "
+                f"({type(pending.job).__name__}) was lost: {exc}"
+            ) from exc
+        finally:
+            self.job_wait_seconds += wallclock.perf_counter() - waited
+        cpu = getattr(future, "cpu_seconds", None)
+        self.meters[pending.node_id].add(
+            "ml", wallclock.process_time() - started if cpu is None else cpu
+        )
+        if self._queued:
+            self._submit_queued()
         return result
 
     def _compute(self, pending: _PendingJob) -> JobResult:
