@@ -19,8 +19,6 @@ checksummed Ethereum address (what a contract's ecrecover yields).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from fedledger.contracts.eth import EthKey, EthKeyError, checksum
-from fedledger.crypto.keys import CryptoError, KeyFileError
+from fedledger.crypto.keys import CryptoError, KeyFileError, write_private_file
 from fedledger.crypto.vrf import VrfError, VrfKey, VrfPublicKey, derive_vrf_key
 from fedledger.protocols.resources import EXTRA_KEY_SCHEMES, NodeExtraKeys
 
@@ -108,22 +106,6 @@ def key_file(identity_key: Path, scheme: str) -> Path:
     return identity_key.with_name(f"{identity_key.stem}.{scheme}.key")
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomically, mode 0600 (as ``save_keypair``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 _PKCS8 = {
     "encoding": serialization.Encoding.PEM,
     "format": serialization.PrivateFormat.PKCS8,
@@ -136,12 +118,12 @@ def save_extra_keys(keys: ExtraKeys, identity_key: Path) -> list[Path]:
     written = []
     if keys.vrf is not None:
         pem = ed25519.Ed25519PrivateKey.from_private_bytes(keys.vrf.seed).private_bytes(**_PKCS8)
-        _write_private(key_file(identity_key, VRF), pem)
+        write_private_file(key_file(identity_key, VRF), pem)
         written.append(key_file(identity_key, VRF))
     if keys.eth is not None:
         secret = int.from_bytes(keys.eth.secret, "big")
         pem = ec.derive_private_key(secret, ec.SECP256K1()).private_bytes(**_PKCS8)
-        _write_private(key_file(identity_key, SECP256K1), pem)
+        write_private_file(key_file(identity_key, SECP256K1), pem)
         written.append(key_file(identity_key, SECP256K1))
     return written
 

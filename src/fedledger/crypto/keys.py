@@ -262,8 +262,12 @@ def derive_seed(*parts: int | str | bytes) -> bytes:
 
 def save_keypair(kp: KeyPair, path: str | os.PathLike[str]) -> None:
     """Write the private key as unencrypted PKCS#8 PEM, mode 0600, atomically."""
+    write_private_file(path, kp._pem())
+
+
+def write_private_file(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` (a private key) to ``path`` atomically and fsynced, mode 0600."""
     target = Path(path)
-    data = kp._pem()
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
