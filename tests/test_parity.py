@@ -104,7 +104,11 @@ def test_dfl_step_metrics_are_combined_on_a_localnet_too(tmp_path):
     sim, net, sim_dir, net_dir = both(tmp_path, DFL)
     assert_same_contract(sim, net, "dfl")
     assert sim["horizon"] == {"unit": "ticks", "length": 12}
-    assert metric_names(sim_dir) == metric_names(net_dir)
+    # the same names, except that a loaded machine may let a real network's 12 ticks pass
+    # without a block (then no per-block metrics): never a name the simulator lacks
+    names = metric_names(net_dir)
+    assert names <= metric_names(sim_dir)
+    assert {"cpu_seconds", "dfl.blocks", "dfl.model_difference"} <= names
     for summary in (sim, net):
         assert summary["dfl"]["model_difference_final"] is not None
     rows = [json.loads(line) for line in RunLayout(net_dir).metrics_jsonl.read_text().splitlines()]
