@@ -67,10 +67,13 @@ ganache:
 	    >/dev/null 2>&1 ) || \
 	  echo "ganache (npm) could not be installed: its tests will skip"
 
+# Three test workers on two cores: the localnet and Ray tests spend much of their time
+# waiting on network time, so a third worker fills the cores; worksteal balances the long
+# end-to-end tests; --durations prints the slowest, to keep the suite under 15 minutes.
 test: $(TEST_STAMP) fashion ganache
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 3 --dist worksteal -q --durations=25
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
