@@ -18,7 +18,8 @@ launcher then watches the nodes' status files, and ends when every node has exit
 once one node has halted the others get ``grace`` seconds, and the whole run gets
 ``timeout`` seconds, after which the rest are stopped (SIGTERM, then SIGKILL). Finally
 it gathers the nodes' metric lines into the run directory with the simulator's
-``finish_run`` (metrics.csv, metrics.jsonl, summary.json, plots).
+``finish_run`` (metrics.csv, metrics.jsonl, summary.json, plots); reading the journals
+back is ``localnet_journals``.
 """
 
 from __future__ import annotations
@@ -34,18 +35,12 @@ from pathlib import Path
 
 from fedledger.assembly.build import NodeRole, assign_roles, build_protocol
 from fedledger.assembly.config import ExperimentConfig, load_config
-from fedledger.assembly.metrics import (
-    MEASURED_TAG,
-    MetricNames,
-    MetricRow,
-    ModelRow,
-    StepSummary,
-    combine_steps,
-)
+from fedledger.assembly.metrics import MetricNames, combine_steps
+from fedledger.experiment.localnet_journals import read_node_journals
 from fedledger.experiment.rundir import LocalnetCounters, RunDir, RunSummary, finish_run
 from fedledger.experiment.runner import default_run_dir
 from fedledger.runtime.node.chain_rpc import RunChain, start_run_chain
-from fedledger.runtime.node.journal import read_journal, read_status, step_summary_of
+from fedledger.runtime.node.journal import read_status
 from fedledger.runtime.node.launch import ProcessSet, free_ports, node_argv
 from fedledger.storage.layout import RunLayout
 
@@ -73,9 +68,6 @@ class LocalnetResult:
     interrupted: bool = False
 
 
-#: a model's layout as the nodes journal it: (layer name, shape) pairs
-Layout = tuple[tuple[str, tuple[int, ...]], ...]
-
 #: longest start delay accepted (seconds between the launch and the network's epoch);
 #: also how long the epoch waits at most for every node to be ready
 MAX_START_DELAY = 600.0
@@ -98,10 +90,6 @@ def default_start_delay(processes: int, cpus: int | None = None) -> float:
     Without a start delay the epoch follows the nodes' readiness instead."""
     cores = max(1, cpus if cpus is not None else os.cpu_count() or 1)
     return round(5.0 + 4.0 * processes / cores, 1)
-
-
-def _layout(entries: list[list]) -> Layout:
-    return tuple((str(name), tuple(int(d) for d in shape)) for name, shape in entries)
 
 
 def dial_plan(roles: list[NodeRole]) -> dict[str, list[str]]:
@@ -298,72 +286,17 @@ class Localnet:
 
     def gather(self, interrupted: bool = False) -> LocalnetResult:
         """Write the run directory from the nodes' metric files."""
-        rows: list[ModelRow] = []
-        metrics: list[MetricRow] = []
-        summaries: list[StepSummary] = []
-        cpu: dict[str, float] = {}
         names = MetricNames(self.protocol)
-        layout: Layout | None = None
-        totals: dict[str, int] = {}
-        drops: dict[str, int] = {}
-        halted = 0
-        end = 0.0
-        late: dict[str, float] = {}
-        # a node's times count from the epoch it knew (a "start" line's, then an "epoch"
-        # line's); shifted to the network's. Epoch never written: each node's own clock
-        reference = self.epoch
-        for node_id in self.ids:
-            offset = 0.0
-            begins = 0
-            for item in read_journal(self.layout.node(node_id).journal):
-                kind = item.pop("kind")
-                if kind in ("start", "epoch") and reference is not None:
-                    offset = float(item.get("epoch", reference)) - reference
-                if kind == "start":
-                    if layout is None and "layout" in item:
-                        layout = _layout(item["layout"])
-                elif kind == "begin":
-                    begins += 1
-                    if begins == 1 and float(item.get("late", 0.0)) > 0.0:
-                        late[node_id] = round(float(item["late"]), 3)
-                elif kind == "model":
-                    item["time"] = round(item["time"] + offset, 6)
-                    rows.append(ModelRow(**item))
-                elif kind == "metric":
-                    item["time"] = round(item["time"] + offset, 6)
-                    if not (item.get("tags") or {}).get(MEASURED_TAG[0]):
-                        item["name"] = names.qualify(item["name"])  # the node checked it
-                    metrics.append(MetricRow(**item))
-                elif kind == "step_summary":
-                    item["time"] = round(item["time"] + offset, 6)
-                    summaries.append(step_summary_of(item))
-                elif kind == "cpu":
-                    # a restarted process counts from zero again: its lines add up
-                    for activity, seconds in item["seconds"].items():
-                        cpu[activity] = cpu.get(activity, 0.0) + float(seconds)
-                        tags = {"activity": activity}
-                        at = round(float(item["time"]) + offset, 6)
-                        metrics.append(
-                            MetricRow(node_id, "cpu_seconds", 0, at, float(seconds), tags)
-                        )
-                elif kind == "halt":
-                    halted += 1
-                    end = max(end, float(item["time"]) + offset)
-                elif kind == "transport":
-                    for key, value in item.items():
-                        if key == "drops":
-                            for reason, n in value.items():
-                                drops[reason] = drops.get(reason, 0) + int(n)
-                        elif isinstance(value, int):
-                            totals[key] = totals.get(key, 0) + value
-        step_metrics = None if layout is None else self.protocol.step_metrics(layout)
+        got = read_node_journals(self.layout, self.ids, self.epoch, names)
+        rows, metrics, totals, drops = list(got.rows), list(got.metrics), got.totals, got.drops
+        step_metrics = None if got.layout is None else self.protocol.step_metrics(got.layout)
         if step_metrics is not None:
-            metrics.extend(combine_steps(step_metrics, self.ids, summaries, names))
+            metrics.extend(combine_steps(step_metrics, self.ids, got.summaries, names))
         rows.sort(key=lambda r: (r.time, r.node, r.step))
         metrics.sort(key=lambda m: (m.time, m.node, m.step))
         exit_codes = {n: p.returncode for n, p in sorted(self.procs.procs.items())}
         counters = LocalnetCounters(
-            virtual_seconds=round(end, 3),
+            virtual_seconds=round(got.end, 3),
             messages=totals.get("messages_sent", 0),
             messages_lost=drops.get("queue_full", 0) + drops.get("send_failed", 0),
             bytes_sent=totals.get("bytes_sent", 0),
@@ -372,9 +305,9 @@ class Localnet:
             frames_sent=totals.get("frames_sent", 0),
             connections=totals.get("connections", 0),
             drops=dict(sorted(drops.items())),
-            nodes_halted=halted,
+            nodes_halted=got.halted,
             start_delay=self._start_delay_seen(),
-            late_starts=dict(sorted(late.items())),
+            late_starts=dict(sorted(got.late.items())),
             exit_codes=exit_codes,
             interrupted=interrupted,
         )
@@ -386,7 +319,7 @@ class Localnet:
             rows,
             metrics,
             counters,
-            cpu,
+            got.cpu,
             time.perf_counter() - self.started,
         )
         return LocalnetResult(self.run_dir, summary, exit_codes, interrupted)
