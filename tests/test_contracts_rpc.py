@@ -13,7 +13,7 @@ from fedledger.contracts import eth
 from fedledger.contracts.backend import ChainError
 from fedledger.contracts.devchain import DevChain, RpcFault
 from fedledger.contracts.dflbcb import SOURCE, DflbcbContract, Genesis
-from fedledger.contracts.localchain import LocalChain, start_chain
+from fedledger.contracts.localchain import EVM_VERSIONS, LocalChain, find_ganache, start_chain
 from fedledger.contracts.rpc import RpcBackend, compile_source
 from fedledger.contracts.rpcserver import answer
 
@@ -51,7 +51,7 @@ def test_the_dev_chain_mines_each_transaction_at_the_wall_clock():
         1_800_000_007)
     chain.handle("evm_mine", [{"timestamp": 1_900_000_000}])
     assert int(chain.handle("eth_blockNumber", []), 16) == 3
-    with pytest.raises(RpcFault, match="not supported"):
+    with pytest.raises(RpcFault, match="invalid raw transaction"):
         chain.handle("eth_sendRawTransaction", ["0x00"])
     with pytest.raises(RpcFault, match="block 9 not found"):
         chain.handle("eth_getBlockByNumber", [hex(9), False])
@@ -271,3 +271,152 @@ def test_a_node_host_on_a_chain_mining_at_intervals_is_never_held_up(tmp_path):
     assert [(r.call_id, r.status, r.block) for r in receipts] == [
         ("a", True, receipts[0].block), ("b", True, receipts[0].block)]
     assert not [e for e in seen if isinstance(e, ContractLog)]  # the contract logs nothing
+
+
+# ------------------------------------------------------------------ local signing
+
+
+def _raw(key: eth.EthKey, nonce: int, data: bytes, chain_id: int = 1337, to: str = "") -> str:
+    from eth_account import Account
+
+    body = {"nonce": nonce, "gas": 5_000_000, "gasPrice": 0, "value": 0,
+            "data": "0x" + data.hex(), "chainId": chain_id, **({"to": to} if to else {})}
+    return "0x" + bytes(Account.sign_transaction(body, key.secret).raw_transaction).hex()
+
+
+def test_the_dev_chain_takes_signed_transactions_and_checks_chain_id_and_nonce():
+    chain = DevChain(chain_id=1337)
+    key = eth.EthKey.from_seed(2, "raw-signer")
+    _, code = compile_source(SOURCE.name, SOURCE.text())
+    raw = _raw(key, 0, code)
+    sent = chain.handle("eth_sendRawTransaction", [raw])
+    assert sent == "0x" + eth.keccak256(bytes.fromhex(raw[2:])).hex()  # a real tx hash
+    receipt = chain.handle("eth_getTransactionReceipt", [sent])
+    assert receipt["status"] == "0x1" and receipt["from"] == key.address  # recovered
+    assert chain.handle("eth_getTransactionCount", [key.address, "pending"]) == "0x1"
+    with pytest.raises(RpcFault, match=r"nonce 0 of .*: expected 1"):
+        chain.handle("eth_sendRawTransaction", [raw])  # replayed
+    with pytest.raises(RpcFault, match="chain id 5; this chain's id is 1337"):
+        chain.handle("eth_sendRawTransaction", [_raw(key, 1, code, chain_id=5)])
+    tampered = raw[:-4] + ("00" if raw[-4:-2] != "00" else "01") + raw[-2:]
+    try:  # a changed signature recovers another address (or none): never the key's
+        other = chain.handle("eth_sendRawTransaction", [tampered])
+        assert chain.handle("eth_getTransactionReceipt", [other])["from"] != key.address
+    except RpcFault as fault:
+        assert "invalid raw transaction" in str(fault)
+    # a pooling chain counts a sent, unmined transaction only as pending
+    pool = DevChain(chain_id=1337, block_time=5.0)
+    pool.handle("eth_sendRawTransaction", [raw])
+    assert pool.handle("eth_getTransactionCount", [key.address, "pending"]) == "0x1"
+    assert pool.handle("eth_getTransactionCount", [key.address, "latest"]) == "0x0"
+    pool.mine_pending()
+    assert pool.handle("eth_getTransactionCount", [key.address, "latest"]) == "0x1"
+
+
+@pytest.fixture(
+    scope="module",
+    params=["devchain", pytest.param("ganache", marks=[
+        pytest.mark.slow,
+        pytest.mark.skipif(find_ganache() is None, reason="ganache not installed: `npm "
+                           "install --prefix .npm-tools ganache@7` in the checkout"),
+    ])],
+)
+def any_chain(request: pytest.FixtureRequest) -> Iterator[LocalChain]:
+    with start_chain(request.param, chain_id=1337) as node:
+        yield node
+
+
+def test_local_signing_sends_raw_transactions_no_account_unlocked(any_chain: LocalChain):
+    init = eth.EthKey.from_seed(3, "local-init")
+    members = [eth.EthKey.from_seed(3, f"local-m{i}") for i in range(4)]
+    chain = RpcBackend(any_chain.url, evm_version=EVM_VERSIONS[any_chain.kind],
+                       signing="local", keys=(init, *members[:3]))
+    chain.add_key(members[3])
+    for k in (init, *members):
+        chain.fund(k.address, 100 * ETH)
+    c = DflbcbContract.deploy(chain, init.address)
+    refused = c.initialize(init.address, Genesis(committee=(init.address,),
+                                                 model_hash=b"\x03" * 32))
+    assert not refused.status and "committee needs at least 4 members" in refused.error
+    g = Genesis(committee=tuple(k.address for k in members), model_hash=b"\x03" * 32)
+    assert c.initialize(init.address, g).status
+    # several in flight from one sender before any is mined: nonces counted here
+    sent = [chain.submit(k.address, c.address, "register", (), value=ETH) for k in members]
+    sent += [chain.submit(members[0].address, c.address, "deposit", (), value=ETH)]
+    receipts = [chain.wait(p) for p in sent]
+    assert all(r.status for r in receipts), [r.error for r in receipts]
+    assert [log.event for r in receipts[:4] for log in r.logs] == ["Registered"] * 4
+    accounts = {eth.checksum(a) for a in chain.w3.eth.accounts}
+    assert not accounts & {init.address, *(k.address for k in members)}  # none unlocked
+    for r in receipts:  # the chain recorded each as sent by the key's own address
+        sender, _, _ = chain.transaction_input(r.block, r.tx_index)
+        assert sender in {k.address for k in members}
+    stranger = eth.EthKey.from_seed(3, "no-key-here")
+    with pytest.raises(ChainError, match=f"no secp256k1 key of sender {stranger.address}"):
+        chain.transact(stranger.address, c.address, "register", value=ETH)
+
+
+def test_signing_is_node_or_local():
+    with pytest.raises(ValueError, match="signing 'remote': allowed are node, local"):
+        RpcBackend("http://127.0.0.1:1", signing="remote")
+
+
+def test_a_node_host_signs_with_its_own_key_when_the_chain_file_says_local(tmp_path):
+    """chain.json's ``signing: local``: the node host signs with NodeServices.extra.eth
+    (a real network's registered key) and refuses a sender it holds no key of."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from fedledger.contracts.effects import (
+        ContractCall,
+        ContractDeploy,
+        ContractReceipt,
+        ContractSpec,
+    )
+    from fedledger.protocols.resources import NodeExtraKeys, NodeResources
+    from fedledger.runtime.effects import EffectTable
+    from fedledger.runtime.node.chain_rpc import RpcChainHost, RunChain, chain_file
+
+    own = eth.EthKey.from_seed(4, "registered")
+    seen: list[object] = []
+    spec = ContractSpec(SOURCE, accounts=((own.address, 10 * ETH),))
+
+    def host(extra: NodeExtraKeys) -> SimpleNamespace:
+        return SimpleNamespace(resources=NodeResources(contract=spec),
+                               options=SimpleNamespace(data_dir=tmp_path),
+                               services=SimpleNamespace(extra=extra),
+                               effects=EffectTable("test host"), _dispatch=seen.append,
+                               _now=lambda: 2.0)
+
+    with pytest.raises(ChainError, match="signing 'remote'"):
+        RunChain(spec, tmp_path, signing="remote")
+    run = RunChain(spec, tmp_path, signing="local")
+    run.start()
+    try:
+        assert json.loads(chain_file(tmp_path).read_text())["signing"] == "local"
+        with pytest.raises(ChainError, match="holds no secp256k1 key"):
+            RpcChainHost.for_node(host(NodeExtraKeys()))
+        node = host(NodeExtraKeys(eth=own))
+        chain = RpcChainHost.for_node(node)
+        assert chain is not None
+
+        async def drive() -> None:
+            chain.start(asyncio.get_running_loop())
+            node.effects.execute("n0", ContractDeploy("deploy", own.address))
+            node.effects.execute("n0", ContractCall("other", own.address, "register", (),
+                                                    INIT.address))
+            while len([e for e in seen if isinstance(e, ContractReceipt)]) < 2:
+                await asyncio.sleep(0.05)
+            chain.close()
+
+        asyncio.run(asyncio.wait_for(drive(), 60))
+        receipts = {e.call_id: e for e in seen if isinstance(e, ContractReceipt)}
+        assert receipts["deploy"].status and receipts["deploy"].address
+        assert not receipts["other"].status
+        assert f"no secp256k1 key of sender {INIT.address}" in receipts["other"].error
+        backend = run.backend()
+        block = backend.w3.eth.get_block(receipts["deploy"].block)
+        sent = backend.w3.eth.get_transaction(block["transactions"][0])
+        assert eth.checksum(sent["from"]) == own.address  # recovered from its signature
+    finally:
+        run.stop()

@@ -14,6 +14,7 @@ from fedledger.assembly.jobs import JobRunner, NodeLearning
 from fedledger.contracts.dflbcb import Kind
 from fedledger.learning.jobs import EvalJob
 from fedledger.protocols.dflbcb import Dflbcb
+from fedledger.protocols.dflbcb.roles import eth_key
 from fedledger.storage import BlobStore
 from fedledger.storage.cid import cid_from_sha256
 
@@ -148,5 +149,17 @@ def test_the_report_reads_the_contracts_history(run):
         assert section["accuracy_permille"][it] == host.backend.call(address, "global_acc",
                                                                      (it,))
     assert section["rewarded_points"]["work"] > 0 and section["requests"] > 0
+    # E3: each member's own sub-model as it scored it; where it was scored in every
+    # iteration it was a member, the accepted scores on chain sum to the same
+    local = section["local_accuracy_permille"]
+    assert local and all(0 <= v <= 1000 for per in local.values() for v in per.values())
+    assert {it for per in local.values() for it in per} == set(range(1, ROUNDS + 1))
+    checked = 0
+    for node, per_it in local.items():
+        addr = eth_key(node).address
+        if len(per_it) == host.backend.call(address, "acc_cnt", (addr,)):
+            assert sum(per_it.values()) == host.backend.call(address, "acc_sum", (addr,))
+            checked += 1
+    assert checked >= 1
     lines = dict(Dflbcb.headline(None, section))  # type: ignore[arg-type]
     assert lines["accepted proofs"].startswith("commit 3")

@@ -8,6 +8,10 @@ development mode (ganache, geth --dev, anvil with auto-impersonation):
 - every account is unlocked: ``eth_sendTransaction`` runs as a message call from
   ``from`` without a signature (the contract's own proofs are checked with
   ``ecrecover`` inside the EVM, so nothing the protocol relies on is skipped);
+- ``eth_sendRawTransaction`` takes a transaction its sender signed (legacy EIP-155 or
+  typed, decoded and recovered by py-evm): its signature, chain id and nonce are checked
+  (the nonce: transactions the sender sent here so far, by either method); its hash is
+  the keccak256 of the raw bytes, as on any Ethereum node;
 - each transaction is mined at once in a block of its own (instamine), whose timestamp is
   the wall clock (never earlier than the previous block); or, with ``block_time`` > 0,
   pooled and mined in the next block, which the server's miner thread closes every
@@ -115,6 +119,8 @@ class DevChain:
         self.txs: dict[str, dict[str, Any]] = {}
         self.logs: list[dict[str, Any]] = []
         self._tx_count = 0
+        self._sent: dict[str, int] = {}  # transactions each sender sent (its next nonce)
+        self._mined: dict[str, int] = {}  # ... and of them mined
 
     @property
     def chain_id(self) -> int:
@@ -197,7 +203,10 @@ class DevChain:
         return _bytes_hex(bytes(self.env.get_code(Address(checksum(address)))))
 
     def rpc_eth_getTransactionCount(self, address: str, block: Any = "latest") -> str:
-        return _hex(self.env.evm.vm.state.get_nonce(Address(checksum(address)).canonical_address))
+        sender = checksum(address)
+        state = self.env.evm.vm.state.get_nonce(Address(sender).canonical_address)
+        counted = (self._sent if block == "pending" else self._mined).get(sender, 0)
+        return _hex(max(state, counted))
 
     def rpc_eth_getBlockByNumber(self, tag: Any, full: bool = False) -> dict[str, Any]:
         b = self._block(tag)
@@ -289,7 +298,7 @@ class DevChain:
         return _hex(BLOCK_GAS_LIMIT // 2)
 
     def rpc_eth_sendTransaction(self, tx: dict[str, Any]) -> str:
-        """Instamine (``block_time`` 0), or pool the transaction for the next block."""
+        """A transaction from an (unlocked) account, unsigned."""
         sender = checksum(tx["from"])
         data = _data(tx.get("data") or tx.get("input"))
         tx_hash = _bytes_hex(keccak256(
@@ -297,6 +306,35 @@ class DevChain:
             + self._tx_count.to_bytes(32, "big") + bytes.fromhex(sender[2:]) + data
         ))
         self._tx_count += 1
+        return self._accept(tx_hash, tx)
+
+    def rpc_eth_sendRawTransaction(self, raw: str) -> str:
+        """A signed transaction: the sender recovered from its signature, its chain id
+        and nonce checked (error -32000 naming the bad value), then as above."""
+        from eth.vm.forks.cancun.transactions import CancunTransactionBuilder
+
+        data = _data(raw)
+        try:
+            signed = CancunTransactionBuilder.decode(data)
+            signed.check_signature_validity()
+            sender = checksum(signed.sender)
+        except Exception as exc:  # rlp and signature errors come in many types
+            raise RpcFault(-32000, f"invalid raw transaction: {exc}") from None
+        if signed.chain_id != self.chain_id:
+            raise RpcFault(-32000, f"transaction for chain id {signed.chain_id}; this chain's "
+                                   f"id is {self.chain_id}")
+        nonce = _int(self.rpc_eth_getTransactionCount(sender, "pending"))
+        if signed.nonce != nonce:
+            raise RpcFault(-32000, f"nonce {signed.nonce} of {sender}: expected {nonce}")
+        tx = {"from": sender, "to": checksum(signed.to) if signed.to else None,
+              "data": _bytes_hex(bytes(signed.data)), "value": _hex(signed.value),
+              "gas": _hex(signed.gas), "nonce": _hex(signed.nonce)}
+        return self._accept(_bytes_hex(keccak256(data)), tx)
+
+    def _accept(self, tx_hash: str, tx: dict[str, Any]) -> str:
+        """Instamine (``block_time`` 0), or pool the transaction for the next block."""
+        sender = checksum(tx["from"])
+        self._sent[sender] = self._sent.get(sender, 0) + 1
         if self.block_time > 0.0:
             self.pending.append((tx_hash, tx))
         else:
@@ -332,11 +370,13 @@ class DevChain:
                     "removed": False,
                 })
         block.txs.append(tx_hash)
+        self._mined[sender] = self._mined.get(sender, 0) + 1
         block.gas_used += used
         self.logs.extend(logs)
         self.txs[tx_hash] = {
             "hash": tx_hash, "from": sender, "to": to, "input": _bytes_hex(data),
-            "value": _hex(value), "gas": _hex(gas), "gasPrice": "0x0", "nonce": "0x0",
+            "value": _hex(value), "gas": _hex(gas), "gasPrice": "0x0",
+            "nonce": tx.get("nonce") or "0x0",
             "blockNumber": _hex(block.number), "blockHash": block.hash,
             "transactionIndex": _hex(index), "chainId": _hex(self.chain_id), "type": "0x0",
         }

@@ -4,15 +4,20 @@ project's own dev chain in :mod:`fedledger.contracts.rpcserver`).
 Same seam as the in-process backend (:class:`~fedledger.contracts.backend.ChainBackend`):
 the project compiles the Vyper source itself (vyper, no solc download) and web3 encodes
 calls and decodes results and logs from the ABI, returned as the same plain records.
-Senders are accounts the node holds unlocked (``eth_sendTransaction``); on a development
-node :meth:`RpcBackend.unlock` adds and unlocks any address (``evm_addAccount`` and
-``personal_unlockAccount``, which ganache 7 and the dev chain answer), and ``fund`` sets
-a balance (``evm_setAccountBalance``). ``deploy`` and ``transact`` wait for the receipt (on an
-instamining node each is mined in a block of its own); ``submit`` / ``submit_deploy`` send
-without waiting and ``receipt`` looks for it later (a node mining at intervals);
-``mine`` asks for a block (``evm_mine``). A reverted transaction's reason comes from the receipt's
-``revertReason`` when the node gives one, else from replaying it with ``eth_call`` on the
-block before it.
+Who signs (``signing``): ``node`` (the default), senders are accounts the node holds
+unlocked (``eth_sendTransaction``); on a development node :meth:`RpcBackend.unlock` adds
+and unlocks any address (``evm_addAccount`` and ``personal_unlockAccount``, which
+ganache 7 and the dev chain answer). ``local``: this process signs each transaction with
+the sender's own secp256k1 key (:meth:`RpcBackend.add_key`; eth-account, legacy EIP-155
+with the chain's id and gas price, the nonce the larger of the node's ``pending`` count
+and the last one used here) and sends it with ``eth_sendRawTransaction``, so no account
+need be unlocked: what a real network's node does. ``fund`` sets a balance
+(``evm_setAccountBalance``, development nodes). ``deploy`` and ``transact`` wait for the
+receipt (on an instamining node each is mined in a block of its own); ``submit`` /
+``submit_deploy`` send without waiting and ``receipt`` looks for it later (a node mining
+at intervals); ``mine`` asks for a block (``evm_mine``). A reverted transaction's reason
+comes from the receipt's ``revertReason`` when the node gives one, else from replaying
+it with ``eth_call`` on the block before it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from eth_account import Account
 from hexbytes import HexBytes
 from web3 import Web3
 from web3._utils.events import get_event_data
@@ -35,9 +41,11 @@ from web3.exceptions import (
 
 from fedledger.contracts.backend import ChainError, ContractSource, LogRecord, Receipt
 from fedledger.contracts.devchain import revert_reason
-from fedledger.contracts.eth import checksum, keccak256
+from fedledger.contracts.eth import EthKey, checksum, keccak256
 
 DEFAULT_GAS = 12_000_000
+#: who signs transactions: the node (unlocked accounts) or this process (raw transactions)
+SIGNING = ("node", "local")
 
 
 @lru_cache(maxsize=8)
@@ -104,8 +112,13 @@ class RpcBackend:
 
     def __init__(
         self, url: str, timeout: float = 30.0, gas: int = DEFAULT_GAS,
-        evm_version: str | None = None,
+        evm_version: str | None = None, signing: str = "node", keys: tuple[EthKey, ...] = (),
     ) -> None:
+        if signing not in SIGNING:
+            raise ValueError(f"signing {signing!r}: allowed are {', '.join(SIGNING)}")
+        self.signing = signing
+        self._keys = {k.address: k for k in keys}
+        self._nonces: dict[str, int] = {}  # sender -> next nonce (local signing)
         self.url = url
         self.evm_version = evm_version
         self.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
@@ -145,6 +158,10 @@ class RpcBackend:
 
     def balance(self, address: str) -> int:
         return int(self.w3.eth.get_balance(checksum(address)))
+
+    def add_key(self, key: EthKey) -> None:
+        """Sign ``key.address``'s transactions here (``signing`` = ``local``)."""
+        self._keys[key.address] = key
 
     def unlock(self, address: str) -> None:
         """Let this node send from ``address`` without its key (development nodes)."""
@@ -218,15 +235,37 @@ class RpcBackend:
 
     def _submit(self, fn: str, tx: dict[str, Any], source: ContractSource,
                  address: str) -> Pending:
-        self.unlock(tx["from"])
         try:
-            tx_hash = self.w3.eth.send_transaction({**tx, "gas": self.gas})  # type: ignore
+            tx_hash = self._send(tx)
         except (ContractLogicError, Web3RPCError) as exc:  # a node refusing reverting txs
             return Pending(fn, tx, source, address, "", _reason_of(exc))
         except (OSError, Web3Exception) as exc:
             raise ChainError(f"transaction from {tx['from']} failed at {self.url}: {exc}") \
                 from exc
         return Pending(fn, tx, source, address, "0x" + bytes(tx_hash).hex())
+
+    def _send(self, tx: dict[str, Any]) -> bytes:
+        """Send ``tx`` (from, to, data, value) as the node's or as a locally signed one."""
+        if self.signing == "node":
+            self.unlock(tx["from"])
+            return bytes(self.w3.eth.send_transaction({**tx, "gas": self.gas}))  # type: ignore
+        sender = tx["from"]
+        key = self._keys.get(sender)
+        if key is None:
+            held = ", ".join(sorted(self._keys)) or "none"
+            raise ChainError(f"signing is local and no secp256k1 key of sender {sender} is "
+                             f"held here (held: {held})")
+        nonce = max(self._nonces.get(sender, 0),
+                    int(self.w3.eth.get_transaction_count(sender, "pending")))  # type: ignore
+        body = {"nonce": nonce, "gas": self.gas, "gasPrice": int(self.w3.eth.gas_price),
+                "value": int(tx.get("value", 0)), "data": tx["data"],
+                "chainId": self._chain_id}
+        if tx.get("to"):
+            body["to"] = tx["to"]
+        signed = Account.sign_transaction(body, key.secret)
+        tx_hash = bytes(self.w3.eth.send_raw_transaction(signed.raw_transaction))
+        self._nonces[sender] = nonce + 1
+        return tx_hash
 
     def receipt(self, pending: Pending) -> Receipt | None:
         """The receipt of a submitted transaction, or None while it waits for a block."""
@@ -379,4 +418,4 @@ def _reason_of(exc: Exception) -> str:
     return _error_reason({"data": data, "message": str(getattr(exc, "message", exc))})
 
 
-__all__ = ["RpcBackend", "compile_source", "plain"]
+__all__ = ["SIGNING", "RpcBackend", "compile_source", "plain"]

@@ -36,6 +36,9 @@ from fedledger.protocols.results import MetricRow, ModelRow
 __all__ = ["Dflbcb", "DflbcbParams"]
 
 GENESIS_WEI = 1000 * 10**18
+#: each node's secp256k1 key beside its identity: registered in a real network's genesis
+#: (``fedledger keygen --config``), derived in the simulator and on a localnet (roles)
+KEYS = ("ed25519", "secp256k1")
 
 
 class Dflbcb(Protocol[DflbcbParams]):
@@ -48,6 +51,8 @@ class Dflbcb(Protocol[DflbcbParams]):
         MetricSpec("gas", "gas of a stage call (tags: call = submit_<stage>, ok)"),
         MetricSpec("global_acc_permille", "the global model's accuracy on the shared "
                                           "split, as recorded on chain"),
+        MetricSpec("local_acc_permille", "a member's own sub-model's accuracy on the "
+                                         "shared split, as it scored it in Work (E3)"),
         MetricSpec("flagged", "sub-models Alg. 6 dropped as low quality (a member's view)"),
         MetricSpec("restored_blocks", "mirror blocks a restarted node replayed"),
         MetricSpec("latency", "seconds from a node's request to its F+1 matching replies "
@@ -80,9 +85,9 @@ class Dflbcb(Protocol[DflbcbParams]):
         spec = ContractSpec(SOURCE, accounts=accounts, chain_id=p.chain_id,
                             block_time=p.block_time, block_mode=p.block_mode)
         if plan.role == INITIATOR:  # deploys and initializes; keeps nothing to resume
-            return NodeResources(blobs=BlobSpec(), contract=spec)
+            return NodeResources(blobs=BlobSpec(), contract=spec, key_schemes=KEYS)
         own = MappingProxyType({MAIN: ChainSpec(catch_up=CatchUp.OWN)})  # durable.py
-        return NodeResources(chains=own, blobs=BlobSpec(), contract=spec)
+        return NodeResources(chains=own, blobs=BlobSpec(), contract=spec, key_schemes=KEYS)
 
     def shared_split_samples(self) -> int:
         """The pre-agreed test set every committee member scores on (assembly.build)."""

@@ -70,7 +70,7 @@ from fedledger.protocols.dflbcb.roles import (
     SYBIL,
     SYBIL_FACTOR,
     WRONG_END,
-    eth_key,
+    chain_keys,
 )
 from fedledger.protocols.dflbcb.term import TermMixin
 from fedledger.protocols.dflbcb.timer import StageTimer
@@ -87,9 +87,8 @@ class DflbcbNode(CommitteeMixin, WorkMixin, TermMixin, DurableMixin, KitNode[Dfl
         p = self.p = setup.params
         svc = setup.services
         self.role = setup.plan.role
-        self.key = eth_key(setup.node_id)
-        self.eth_of = {pl.node_id: eth_key(pl.node_id).address
-                       for pl in setup.all_nodes}
+        self.key, self.eth_of = chain_keys(setup.node_id, setup.seed,
+                                           [pl.node_id for pl in setup.all_nodes], svc.extra)
         self.node_of_eth = {a: n for n, a in self.eth_of.items()}
         self.members = tuple(pl.node_id for pl in setup.all_nodes if pl.role == MEMBER)
         self.holders = tuple(pl.node_id for pl in setup.all_nodes if pl.role != INITIATOR)

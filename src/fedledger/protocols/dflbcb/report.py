@@ -62,6 +62,7 @@ def dflbcb_report(metrics: Sequence[MetricRow]) -> Mapping[str, Any]:
     slashed: dict[str, float] = defaultdict(float)
     rewarded: dict[str, float] = defaultdict(float)
     acc: dict[int, float] = {}
+    local: dict[str, dict[int, float]] = defaultdict(dict)
     price: dict[int, float] = {}
     latency: list[float] = []
     by_node: dict[str, int] = defaultdict(int)
@@ -83,6 +84,8 @@ def dflbcb_report(metrics: Sequence[MetricRow]) -> Mapping[str, Any]:
             rewarded[tags.get("kind", "?")] += m.value
         elif m.name == _q("global_acc_permille"):
             acc[m.step] = m.value
+        elif m.name == _q("local_acc_permille"):
+            local[m.node][m.step] = m.value
         elif m.name == _q("price"):
             price[m.step] = m.value
         elif m.name == _q("latency"):
@@ -103,6 +106,7 @@ def dflbcb_report(metrics: Sequence[MetricRow]) -> Mapping[str, Any]:
         "slashed_wei": dict(sorted(slashed.items())),
         "rewarded_points": dict(sorted(rewarded.items())),
         "accuracy_permille": dict(sorted(acc.items())),
+        "local_accuracy_permille": {n: dict(sorted(v.items())) for n, v in sorted(local.items())},
         "price_wei": dict(sorted(price.items())),
         "request_latency_p50_s": _pct(latency, 50),
         "request_latency_p99_s": _pct(latency, 99),

@@ -122,5 +122,9 @@ class WorkMixin:
         ref = self.blobs.store(w, 0)
         scores = [ScoreEntry(a, s) for a, s in result.ranked]
         self.pending[it] = (scores, ref.sha256, -1, w)
-        return [RunJob(str(JobId("gacc", it)), EvalJob(w, split="shared")),
-                EmitMetric("flagged", float(len(result.malicious)), it)]
+        out: list[Effect] = [RunJob(str(JobId("gacc", it)), EvalJob(w, split="shared")),
+                             EmitMetric("flagged", float(len(result.malicious)), it)]
+        own = self.scores[it].get(self.key.address)
+        if own is not None:  # E3: this member's own sub-model beside the global model
+            out.append(EmitMetric("local_acc_permille", float(own), it))
+        return out

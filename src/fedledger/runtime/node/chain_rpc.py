@@ -5,16 +5,22 @@ Launcher side (:class:`RunChain`): when the protocol's nodes declare a contract
 (:func:`fedledger.contracts.localchain.start_chain`: the project's py-evm dev chain, or
 ganache 7 with ``FEDLEDGER_CHAIN=ganache``) with the spec's chain id and genesis
 balances, and writes ``RUN_DIR/contract/chain.json`` (its URL, kind, EVM version) before
-any node starts. At the end it records the chain's history (every transaction with its
-input and status, every decoded log) in ``RUN_DIR/contract/history.json``, which
-``fedledger chain verify`` audits, and stops the process.
+any node starts, with ``signing`` (``node``: senders are the chain's unlocked accounts;
+``local``: each node signs its own transactions with its secp256k1 key and sends them
+raw; ``FEDLEDGER_CHAIN_SIGNING`` chooses, default ``node``). At the end it records the
+chain's history (every transaction with its input and status, every decoded log) in
+``RUN_DIR/contract/history.json``, which ``fedledger chain verify`` audits, and stops the
+process.
 
 Node side (:class:`RpcChainHost`): the real node host sends ``ContractDeploy`` and
 ``ContractCall`` through :class:`~fedledger.contracts.rpc.RpcBackend` without waiting
 for a block; a poller (every ``POLL_INTERVAL`` s) answers each mined transaction's
 ``ContractReceipt`` and then hands the node each new block's logs as ``ContractLog``
 events, in chain order, so a chain that mines at intervals (``ContractSpec.block_time``)
-never holds a node up. The web3 calls block, so they run in one worker thread; events
+never holds a node up. With ``signing: local`` in chain.json the host signs with the
+node's own secp256k1 key (``NodeServices.extra.eth``: the one registered in the genesis
+on a real network), so a protocol whose sender is another address is refused with a
+failed receipt naming it. The web3 calls block, so they run in one worker thread; events
 are dispatched on the node's event loop with its network time.
 """
 
@@ -38,6 +44,7 @@ from fedledger.contracts.effects import (
     ContractReceipt,
     ContractSpec,
 )
+from fedledger.contracts.eth import EthKey
 from fedledger.contracts.localchain import EVM_VERSIONS, LocalChain, start_chain
 from fedledger.runtime.effects import EffectTable
 
@@ -47,6 +54,8 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.1
 #: environment variable choosing the kind of chain a localnet starts
 CHAIN_ENV = "FEDLEDGER_CHAIN"
+#: environment variable choosing who signs a localnet's transactions (rpc.SIGNING)
+SIGNING_ENV = "FEDLEDGER_CHAIN_SIGNING"
 
 
 def chain_dir(run_dir: Path) -> Path:
@@ -67,10 +76,17 @@ def history_file(run_dir: Path) -> Path:
 class RunChain:
     """The one chain of a localnet run."""
 
-    def __init__(self, spec: ContractSpec, run_dir: Path, kind: str | None = None) -> None:
+    def __init__(self, spec: ContractSpec, run_dir: Path, kind: str | None = None,
+                 signing: str | None = None) -> None:
+        from fedledger.contracts.rpc import SIGNING
+
         self.spec = spec
         self.run_dir = Path(run_dir)
         self.kind = kind or os.environ.get(CHAIN_ENV, "devchain")
+        self.signing = signing or os.environ.get(SIGNING_ENV, "node")
+        if self.signing not in SIGNING:
+            raise ChainError(f"signing {self.signing!r} ({SIGNING_ENV}): allowed are "
+                             f"{', '.join(SIGNING)}")
         self.chain: LocalChain | None = None
 
     def start(self) -> None:
@@ -85,7 +101,7 @@ class RunChain:
         text = self.spec.source.text()
         info = {"url": self.chain.url, "kind": self.kind, "chain_id": self.spec.chain_id,
                 "evm_version": EVM_VERSIONS[self.kind], "pid": self.chain.process.pid,
-                "source": self.spec.source.name,
+                "source": self.spec.source.name, "signing": self.signing,
                 "source_sha256": hashlib.sha256(text.encode()).hexdigest(),
                 "abi": list(abi), "bytecode": "0x" + bytecode.hex()}
         tmp = chain_file(self.run_dir).with_suffix(".tmp")
@@ -170,7 +186,13 @@ class RpcChainHost:
     """Executes one node's chain effects over JSON-RPC; delivers receipts and logs."""
 
     def __init__(self, spec: ContractSpec, url: str, evm_version: str | None,
-                 dispatch: Callable[[object], None], now: Callable[[], float]) -> None:
+                 dispatch: Callable[[object], None], now: Callable[[], float],
+                 signing: str = "node", key: EthKey | None = None) -> None:
+        if signing == "local" and key is None:
+            raise ChainError("signing is local but this node holds no secp256k1 key: its "
+                             "protocol must declare one (NodeResources.key_schemes)")
+        self.signing = signing
+        self.key = key
         self.spec = spec
         self.url = url
         self.evm_version = evm_version
@@ -200,7 +222,10 @@ class RpcChainHost:
                 f"the protocol declares a contract but {path} names no chain ({exc}); "
                 "`fedledger localnet` starts one for the run"
             ) from exc
-        chain = cls(spec, str(info["url"]), info.get("evm_version"), host._dispatch, host._now)
+        signing = str(info.get("signing", "node"))
+        key = host.services.extra.eth if signing == "local" else None
+        chain = cls(spec, str(info["url"]), info.get("evm_version"), host._dispatch, host._now,
+                    signing=signing, key=key)
         chain.compiled = info
         chain.attach(host.effects)
         return chain
@@ -230,7 +255,9 @@ class RpcChainHost:
         if self._backend is None:
             from fedledger.contracts.rpc import RpcBackend
 
-            self._backend = RpcBackend(self.url, evm_version=self.evm_version)
+            keys = (self.key,) if self.key is not None and self.signing == "local" else ()
+            self._backend = RpcBackend(self.url, evm_version=self.evm_version,
+                                       signing=self.signing, keys=keys)
             self._backend.use_source(self.spec.source)
             info = self.compiled
             if "abi" in info:
