@@ -33,6 +33,7 @@ from fedledger.learning.attacks.base import Attack
 from fedledger.learning.data import Dataset, FederatedData, NodeData, prepare_federated_data
 from fedledger.learning.partition import make_partitioner
 from fedledger.learning.train import Learner
+from fedledger.ledger.records import Genesis
 from fedledger.ledger.sigmemo import SignatureMemo
 from fedledger.protocols.base import (
     NodePlan,
@@ -205,6 +206,8 @@ def open_services(
         keys, genesis = membership.resolve([p.node_id for p in plans], to_yaml(config))
         extras = membership.extras()
     book = address_book(keys)  # one for all the nodes opened here
+    assert isinstance(genesis.header.extra, Genesis)
+    directory = genesis.header.extra.directory()  # parsed once; each node gets a view
     return {
         p.node_id: open_node_services(
             p.node_id,
@@ -215,6 +218,7 @@ def open_services(
             durable=durable,
             extras=extras,
             book=book,
+            directory=directory.view(),
         )
         for p in wanted
     }
@@ -281,6 +285,7 @@ def build_experiment(
         # every node's directory holds the same members (the genesis block's): one serves
         shared = next(iter(services.values())).directory
         memo = SignatureMemo.calibrated(k.scheme for k in shared.values())
+    all_plans = tuple(plans)  # one tuple for every node (a copy each is N squared)
     for r in roles:
         if only is not None and r.plan.node_id != only:
             continue
@@ -291,7 +296,7 @@ def build_experiment(
             services[r.plan.node_id] = replace(svc, directory=directory)
         setup = NodeSetup(
             plan=r.plan,
-            all_nodes=tuple(plans),
+            all_nodes=all_plans,
             seed=config.seed,
             train=settings,
             initial_weights=initial,

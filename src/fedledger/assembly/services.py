@@ -33,7 +33,7 @@ from fedledger.assembly.genesis_file import (  # noqa: F401
 )
 from fedledger.assembly.member_keys import MemberExtras
 from fedledger.crypto import KeyPair, PublicKey
-from fedledger.crypto.keys import derive_seed
+from fedledger.crypto.keys import KeyDirectory, derive_seed
 from fedledger.ledger.records import Block, Genesis
 from fedledger.ledger.store import ChainStore
 from fedledger.protocols.base import NodePlan
@@ -64,6 +64,7 @@ def open_node_services(
     durable: bool = True,
     extras: MemberExtras | None = None,
     book: AddressBook | None = None,
+    directory: KeyDirectory | None = None,
 ) -> NodeServices:
     """Open (or create) what ``resources`` declares for a node under ``node_dir``: each
     chain (the main one in ``ledger.sqlite``, others in ``chain-<name>.sqlite``) starting
@@ -73,7 +74,8 @@ def open_node_services(
     simulation is run again, while a real node keeps every commit through a power cut.
     ``keys``: every member's key by node id; this node's must be a private KeyPair.
     ``extras``: members' extra keys (required when ``resources`` declares any).
-    ``book``: the members' address book when the caller opens many nodes (shared)."""
+    ``book``, ``directory``: the members' address book and key directory when the caller
+    opens many nodes (shared; a directory is given as a copy-on-add view)."""
     own = keys[node_id]
     extra = (extras or MemberExtras()).for_node(node_id, resources.extra_schemes)
     if not isinstance(own, KeyPair):
@@ -105,7 +107,7 @@ def open_node_services(
         blobs = BlobStore(node_dir / "blobs", key=key, durable=durable)
     return NodeServices(
         keys=own,
-        directory=genesis.header.extra.directory(),
+        directory=directory if directory is not None else genesis.header.extra.directory(),
         genesis=genesis,
         chains=chains,
         blobs=blobs,

@@ -338,6 +338,12 @@ class KeyDirectory(Mapping[bytes, PublicKey]):
     def __getitem__(self, address: bytes) -> PublicKey:
         return self._keys[address]
 
+    def view(self) -> KeyDirectory:
+        """A directory that shares this one's keys until a key is added to it (then it
+        copies them first): one parsed key set for all the nodes a simulator runs, where a
+        copy per node costs N squared key objects."""
+        return _SharedView(self)
+
     def verify(self, key: PublicKey, msg: bytes, sig: bytes) -> bool:
         """``key.verify(msg, sig)``: how a verifier holding this directory checks a
         signature (the simulator's nodes get a subclass that answers from a run-wide memo
@@ -355,3 +361,18 @@ class KeyDirectory(Mapping[bytes, PublicKey]):
 
     def __repr__(self) -> str:
         return f"KeyDirectory({len(self._keys)} keys)"
+
+
+class _SharedView(KeyDirectory):
+    """:meth:`KeyDirectory.view`: shares ``base``'s keys, copy on :meth:`add`."""
+
+    def __init__(self, base: KeyDirectory) -> None:
+        super().__init__()
+        self._keys = base._keys
+        self._shared = True
+
+    def add(self, key: PublicKey) -> bytes:
+        if self._shared:
+            self._keys = dict(self._keys)
+            self._shared = False
+        return super().add(key)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +51,9 @@ def load_flat(module: torch.nn.Module, vector: Vector) -> None:
         raise FedledgerError(
             f"weight vector has shape {vector.shape}, model expects ({layout.size},)"
         )
-    source = torch.from_numpy(np.ascontiguousarray(vector, dtype=np.float32))
+    with warnings.catch_warnings():  # a shared read-only vector: only read from here
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        source = torch.from_numpy(np.ascontiguousarray(vector, dtype=np.float32))
     offset = 0
     with torch.no_grad():
         for tensor in module.state_dict().values():

@@ -27,6 +27,8 @@ BAD_HASH = "bad_model_hash"
 MALFORMED = "malformed_model"
 WRONG_MODEL = "wrong_model"
 
+_SHARED_KEY = "fedledger.model_blobs"  # this class's entry in a shared blob's memo
+
 
 class BlobCipher(Interface):
     """Encrypts a model's bytes before they are stored, decrypts them after fetching."""
@@ -65,11 +67,30 @@ class ModelBlobs:
 
     def check(self, data: bytes | None, ref: ModelRef) -> np.ndarray:
         """The weights in ``data`` if they match ``ref`` and this model's shape and are
-        finite; else raises :class:`Reject` (uncounted) with the reason."""
+        finite; else raises :class:`Reject` (uncounted) with the reason.
+
+        Bytes that carry a ``shared_memo`` (the simulator's one copy of a blob for every
+        node, :mod:`fedledger.runtime.sim.blobshare`) are decoded once for all nodes:
+        the weights are then shared and read-only (copy before changing them). Bytes
+        are still hashed on every call; encrypted models are decoded per call."""
         if data is None:
             raise Reject(UNAVAILABLE, f"model {ref.cid} could not be fetched")
         if hashlib.sha256(data).digest() != ref.sha256:
             raise Reject(BAD_HASH, f"model {ref.cid} does not match its hash")
+        memo: dict[object, np.ndarray] | None = (
+            getattr(data, "shared_memo", None) if self.cipher is None else None
+        )
+        if memo is None:
+            return self._decode(data, ref)
+        key = (_SHARED_KEY, self.shape)
+        shared = memo.get(key)
+        if shared is None:
+            shared = self._decode(data, ref)
+            shared.setflags(write=False)
+            memo[key] = shared
+        return shared
+
+    def _decode(self, data: bytes, ref: ModelRef) -> np.ndarray:
         try:
             plain = data if self.cipher is None else self.cipher.decrypt(data)
             weights, _ = from_safetensors(plain)

@@ -45,6 +45,7 @@ from fedledger.protocols.base import (
 )
 from fedledger.protocols.meter import CpuMeter
 from fedledger.runtime.effects import EffectTable
+from fedledger.runtime.sim.blobshare import BlobShare
 from fedledger.runtime.sim.compute import ComputeModel
 from fedledger.runtime.sim.network import NetworkModel
 
@@ -112,6 +113,7 @@ class Simulator:
     ) -> None:
         self.nodes = dict(nodes)
         self.blobs = dict(blobs or {})
+        self.blob_share = BlobShare()  # one copy of each blob for every fetch of it
         self.meters = {n: (meters or {}).get(n) or CpuMeter() for n in self.nodes}
         self.encode_messages = encode_messages
         self._peers = dict(peers)
@@ -300,7 +302,7 @@ class Simulator:
         self.stats.messages_sent += 1
         self.stats.bytes_sent[node_id] += _FETCH_REQUEST_BYTES
         asked = self.network.transmit(node_id, effect.source, _FETCH_REQUEST_BYTES, self._now)
-        data = _read_blob(store, effect.cid)
+        data = self.blob_share.read(store, effect.cid)
         answer = _FETCH_REQUEST_BYTES + (len(data) if data is not None else 0)
         arrival = None
         if asked is not None:
@@ -406,14 +408,3 @@ class Simulator:
             while len(self._honest_by_tag) > _HONEST_TAGS_KEPT:
                 self._honest_by_tag.popitem(last=False)
         return result
-
-
-def _read_blob(store: BlobStore | None, cid: str) -> bytes | None:
-    """The blob, or None when the store lacks it or ``cid`` is malformed (it may come
-    from a peer's message)."""
-    if store is None:
-        return None
-    try:
-        return store.get(cid) if store.has(cid) else None
-    except (FedledgerError, ValueError):
-        return None
