@@ -17,7 +17,8 @@ SEED = b"s" * 32
 
 
 def _record() -> dy.DynastyRecord:
-    return dy.propose_record(1, SEED, False, CLIENTS, CREDITS, 4, 5)
+    tickets = dy.derived_tickets(1, SEED, CLIENTS, 5)
+    return dy.propose_record(1, SEED, False, CREDITS, 4, tickets, KEYS)
 
 
 def test_record_matches_draw_and_round_trips() -> None:
@@ -62,3 +63,40 @@ def test_switch_height_and_takeover_only_after_finality() -> None:
     assert dy.takes_over(30, 30) and dy.takes_over(30, 33)
     with pytest.raises(ValueError, match="need >= 1"):
         dy.switch_height(0, 3, 10)
+
+
+def test_a_ticket_proved_with_an_unregistered_key_is_refused() -> None:
+    """A record whose ticket of c000 was proved with a key other than the registered one
+    is refused, and a proposer leaves such a ticket out of its record."""
+    rec = _record()
+    stranger = derive_vrf_key(99, "c000")  # not c000's registered key
+    bad = dy.own_ticket(stranger, SEED, 1)
+    tickets = ((rec.tickets[0][0], bad), *rec.tickets[1:])
+    with pytest.raises(ValueError, match="VRF ticket of c000 refused"):
+        dy.verify_record(dataclasses.replace(rec, tickets=tickets), 1, SEED, CREDITS, 4, KEYS)
+    held = {**dy.derived_tickets(1, SEED, CLIENTS, 5), "c000": bad}
+    left_out = dy.propose_record(1, SEED, False, CREDITS, 4, held, KEYS)
+    assert "c000" not in dict(left_out.tickets) and "c000" not in left_out.committee
+    assert dy.verify_record(left_out, 1, SEED, CREDITS, 4, KEYS).committee == left_out.committee
+
+
+def test_a_record_drawn_from_the_tickets_received() -> None:
+    """Missing tickets: the committee is drawn from those present; fewer than K: all
+    serve; none: refused."""
+    tickets = dy.derived_tickets(1, SEED, CLIENTS, 5)
+    few = {c: tickets[c] for c in CLIENTS[:3]}
+    rec = dy.propose_record(1, SEED, False, CREDITS, 4, few, KEYS)
+    assert set(rec.committee) == set(CLIENTS[:3])
+    assert dy.verify_record(rec, 1, SEED, CREDITS, 4, KEYS).committee == rec.committee
+    with pytest.raises(ValueError, match="no VRF ticket"):
+        dy.verify_record(
+            dataclasses.replace(rec, tickets=(), committee=()), 1, SEED, CREDITS, 4, KEYS
+        )
+
+
+def test_d_init_is_fixed_by_the_genesis() -> None:
+    a = dy.d_init(b"g" * 32, CLIENTS, CREDITS, 4)
+    assert a == dy.d_init(b"g" * 32, list(reversed(CLIENTS)), CREDITS, 4)
+    assert a.number == 0 and len(a.committee) == 4 and set(a.committee) <= set(CLIENTS)
+    others = {dy.d_init(bytes([i]) * 32, CLIENTS, CREDITS, 4).committee for i in range(8)}
+    assert len(others) > 1

@@ -64,11 +64,17 @@ class MuDfl(Protocol[MuDflParams]):
         ]
 
     def resources(self, plan: NodePlan, plans: Sequence[NodePlan]) -> NodeResources:
-        chain = ChainSpec(fork_choice=poc_fork_choice(self.params.xi))
+        # live: a node that falls behind while running catches up (ChainSynced)
+        chain = ChainSpec(fork_choice=poc_fork_choice(self.params.xi), live=True)
         # the aggregator's test set, on which it scores the workers' models (Section VII)
         root = self.params.score_samples if plan.role == AGGREGATOR else 0
+        # clients draw committees by VRF: their keys are registered in the genesis
+        schemes = ("ed25519", "vrf") if plan.role == CLIENT else ("ed25519",)
         return NodeResources(
-            chains=MappingProxyType({MAIN: chain}), blobs=BlobSpec(), root_samples=root
+            chains=MappingProxyType({MAIN: chain}),
+            blobs=BlobSpec(),
+            key_schemes=schemes,
+            root_samples=root,
         )
 
     def create_node(self, setup: NodeSetup[MuDflParams]) -> ProtocolNode[MuDflParams]:

@@ -10,9 +10,10 @@ from fedledger.ledger.records import sign
 from fedledger.ledger.verify import Verifier
 from fedledger.protocols.base import NodeSetup
 from fedledger.protocols.kit.gate import Gate
-from fedledger.protocols.mudfl.dynasty import Dynasty, draw
+from fedledger.protocols.mudfl.dynasty import Dynasty, d_init, draw
 from fedledger.protocols.mudfl.params import MuDflParams
 from fedledger.protocols.mudfl.rotation import DynastyState, Rotation
+from fedledger.protocols.mudfl.tickets import SortitionKeys
 from fedledger.protocols.resources import NodeServices
 
 R = TypeVar("R")
@@ -57,6 +58,7 @@ class Context:
     everyone: tuple[str, ...]
     state: DynastyState  # mutable: the dynasty in charge changes on takeover
     rotation: Rotation
+    keys: SortitionKeys  # VRF keys for committee tickets (registered, or seed-derived)
 
     @classmethod
     def of(cls, setup: NodeSetup[MuDflParams]) -> Context:
@@ -67,11 +69,17 @@ class Context:
             roles.setdefault(plan.role, []).append(plan.node_id)
         clients = tuple(sorted(roles.get(CLIENT, [])))
         credits = {c: params.credit_init for c in clients}
-        dynasty = draw(0, svc.genesis.hash, clients, credits, params.committee, setup.seed)
+        keys = SortitionKeys.of(svc.extra, setup.node_id, clients, setup.seed)
+        if keys.derived:  # every node can compute every ticket: dynasty 0 by VRF as well
+            dynasty = draw(0, svc.genesis.hash, clients, credits, params.committee, setup.seed)
+        else:
+            dynasty = d_init(svc.genesis.hash, clients, credits, params.committee)
         everyone = tuple(sorted(p.node_id for p in setup.all_nodes))
         addresses = {n: svc.address_of(n) for n in everyone}
         aggregator = roles[AGGREGATOR][0]
-        rotation = Rotation(params, svc.ledger, clients, setup.seed, addresses, aggregator)
+        rotation = Rotation(
+            params, svc.ledger, clients, setup.seed, addresses, aggregator, keys.public
+        )
         return cls(
             setup,
             params,
@@ -84,6 +92,7 @@ class Context:
             everyone,
             DynastyState(dynasty),
             rotation,
+            keys,
         )
 
     @property

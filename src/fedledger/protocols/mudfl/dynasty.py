@@ -3,8 +3,11 @@
 Every eligible client's ticket is an RFC 9381 ECVRF proof over
 ``committee_alpha(seed_d, d, "mudfl/committee")``; the committee is the fixed-size
 weighted sample of :func:`fedledger.consensus.committee.draw_committee` (Efraimidis-
-Spirakis on the credits, exact arithmetic). In a simulation each node's VRF key is
-derived from the experiment seed and its id, so every node can compute every ticket.
+Spirakis on the credits, exact arithmetic). Each client proves only its own ticket, with
+the VRF key registered for it in the genesis (``NodeServices.extra``; derived from the
+experiment seed and its id in the simulator and a localnet), and sends it to the running
+committee; the proposer of the dynasty block draws the committee from the tickets it
+received and every node checks each ticket against the registered key (``tickets.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 from fedledger.codec import record
 from fedledger.consensus.committee import Ticket, committee_alpha, draw_committee, make_ticket
-from fedledger.crypto.vrf import VrfPublicKey, derive_vrf_key
+from fedledger.crypto.vrf import VrfKey, VrfPublicKey, derive_vrf_key
 
 PURPOSE = "mudfl/committee"
 
@@ -99,29 +102,62 @@ def takes_over(record_height: int, finalized_height: int) -> bool:
     return finalized_height >= record_height
 
 
+def d_init(
+    genesis: bytes, clients: Sequence[str], credits: Mapping[str, int], size: int
+) -> Dynasty:
+    """Dynasty 0 on a network with registered VRF keys, where no node can prove another's
+    ticket: the administrator's initial committee D_init, fixed by the genesis block it
+    convened: the ``size`` clients with the smallest ``H("mudfl/d_init" || genesis || id)``
+    (every client starts with the same credit, so a uniform draw is the weighted one)."""
+
+    def rank(c: str) -> bytes:
+        return hashlib.sha256(b"mudfl/d_init" + genesis + c.encode()).digest()
+
+    members = tuple(sorted(clients, key=rank)[:size])
+    return Dynasty(0, genesis, members, dict(credits))
+
+
 def propose_record(
     number: int,
     seed: bytes,
     seed_fallback: bool,
-    clients: Sequence[str],
     credits: Mapping[str, int],
     size: int,
-    run_seed: int,
+    tickets: Mapping[str, bytes],
+    vrf_keys: Mapping[str, VrfPublicKey],
     settlement: Any = None,
 ) -> DynastyRecord:
-    """The record of dynasty ``number`` drawn with ``seed`` (the previous RandShare output)."""
-    dyn = draw(number, seed, clients, credits, size, run_seed)
+    """The record of dynasty ``number`` drawn with ``seed`` (the previous RandShare output)
+    from the ``tickets`` the proposer received (client -> its own VRF proof over
+    ``committee_alpha(seed, number)``): tickets that do not verify under the client's
+    registered key are left out, the committee is drawn from the others."""
     alpha = committee_alpha(seed, number, PURPOSE)
-    tickets = tuple((c, derive_vrf_key(run_seed, c).prove(alpha)) for c in sorted(clients))
+    candidates = [Ticket(c, p) for c, p in sorted(tickets.items())]
+    drawn = draw_committee(candidates, vrf_keys, dict(credits), alpha, size=size)
+    refused = {c for c, _ in drawn.refused}  # not drawn: left out of the record too
+    valid = tuple((c, p) for c, p in sorted(tickets.items()) if c not in refused)
     return DynastyRecord(
         number,
         seed,
         seed_fallback,
-        dyn.committee,
+        drawn.members,
         tuple(sorted(credits.items())),
-        tickets,
+        valid,
         settlement,
     )
+
+
+def own_ticket(key: VrfKey, seed: bytes, number: int) -> bytes:
+    """A client's VRF proof for dynasty ``number`` drawn with ``seed`` (only its key holder
+    can make it)."""
+    return key.prove(committee_alpha(seed, number, PURPOSE))
+
+
+def derived_tickets(
+    number: int, seed: bytes, clients: Sequence[str], run_seed: int
+) -> dict[str, bytes]:
+    """Every client's ticket from seed-derived keys (simulator tools and tests only)."""
+    return {c: own_ticket(derive_vrf_key(run_seed, c), seed, number) for c in sorted(clients)}
 
 
 def with_settlement(rec: DynastyRecord, settlement: Any) -> DynastyRecord:
@@ -144,6 +180,8 @@ def verify_record(
         raise ValueError(f"dynasty {rec.number} seed {rec.seed.hex()[:16]} is not the expected one")
     if dict(rec.credits) != dict(credits):
         raise ValueError(f"dynasty {rec.number} credit table differs from the chain's")
+    if not rec.tickets:
+        raise ValueError(f"dynasty {rec.number} record carries no VRF ticket")
     alpha = committee_alpha(rec.seed, rec.number, PURPOSE)
     tickets = [Ticket(c, proof) for c, proof in rec.tickets]
     drawn = draw_committee(tickets, vrf_keys, dict(credits), alpha, size=size)

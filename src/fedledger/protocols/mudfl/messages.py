@@ -254,3 +254,14 @@ class BlocksGiven(Message):
     """Blocks of the sender's store (oldest first), checked again on arrival."""
 
     blocks: tuple[Block, ...]
+
+
+@record("mudfl.TicketMsg")
+@dataclass(frozen=True)
+class TicketMsg(Message):
+    """A client's own VRF ticket for dynasty ``number`` (its proof over
+    ``committee_alpha(seed, number)``), sent to the running committee once the seed is
+    fixed on chain; the sender is the ticket's owner, checked against its registered key."""
+
+    number: int
+    proof: bytes

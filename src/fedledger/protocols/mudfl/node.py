@@ -24,7 +24,7 @@ from fedledger.protocols.base import (
 from fedledger.protocols.kit.gate import Reject
 from fedledger.protocols.kit.ids import JobId, TimerKey
 from fedledger.protocols.kit.node import KitNode, handles
-from fedledger.protocols.mudfl import catchup, fetch
+from fedledger.protocols.mudfl import catchup, fetch, tickets
 from fedledger.protocols.mudfl.chain import Microchain
 from fedledger.protocols.mudfl.context import AGGREGATOR, CLIENT, SERVER, Context
 from fedledger.protocols.mudfl.fl import Aggregator, Server, Worker
@@ -36,12 +36,14 @@ from fedledger.protocols.mudfl.messages import (
     DecisionMsg,
     FinishMsg,
     TaskMsg,
+    TicketMsg,
     TxMsg,
     VoteMsg,
     VotesReply,
     VotesRequest,
 )
 from fedledger.protocols.mudfl.params import MuDflParams
+from fedledger.protocols.resources import MAIN
 
 SLOT = "slot"
 FALLBACK = "fallback"
@@ -96,6 +98,8 @@ class MuDflNode(KitNode[MuDflParams]):
     def on_chain_synced(self, event: ChainSynced) -> list[Effect]:
         """The host appended blocks from peers (this node was behind or on a fork):
         rebuild the finality view and dynasties, and ask for the votes it missed."""
+        if event.chain != MAIN or event.appended < 1:
+            return []
         self.chain.restore()
         return [self._ask_votes()]
 
@@ -105,13 +109,17 @@ class MuDflNode(KitNode[MuDflParams]):
             return []
         chain, p = self.chain, self.ctx.params
         if timer.name == SLOT:
-            if timer.index >= p.max_slots:
+            # a node whose timers fired late (it was paused: SIGSTOP, a suspended machine)
+            # skips to the network's slot instead of running slots behind it for good
+            slot = max(timer.index, chain.slot_at(self.now))
+            if slot >= p.max_slots:
                 return [Halt("the microchain's last slot is over")]
-            effects = chain.begin_slot(timer.index)
+            effects = chain.begin_slot(slot)
+            into = 0.0 if slot == timer.index else chain.into_slot(self.now)
             effects += [
-                SetTimer(str(TimerKey(FALLBACK, timer.index)), p.slot),
-                SetTimer(str(TimerKey(VOTE, timer.index)), 2 * p.slot),
-                SetTimer(str(TimerKey(SLOT, timer.index + 1)), 3 * p.slot),
+                SetTimer(str(TimerKey(FALLBACK, slot)), max(0.0, p.slot - into)),
+                SetTimer(str(TimerKey(VOTE, slot)), max(0.0, 2 * p.slot - into)),
+                SetTimer(str(TimerKey(SLOT, slot + 1)), 3 * p.slot - into),
             ]
             if self.role == "admin":
                 effects += chain.arbitrate()
@@ -145,6 +153,12 @@ class MuDflNode(KitNode[MuDflParams]):
             self._fetched = self.chain.slot
             above = self.chain.vcf.finalized.height
             return [Send(event.sender, BlocksWanted(event.message.block.hash, above))]
+        return []
+
+    @handles(TicketMsg)
+    def on_ticket(self, event: MessageReceived) -> list[Effect]:
+        assert isinstance(event.message, TicketMsg)
+        tickets.on_ticket(self.chain, event.message, event.sender)
         return []
 
     @handles(BlocksWanted)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import fedledger.learning.dane  # registers the DANE routine
@@ -25,7 +26,7 @@ from fedledger.protocols.nagar.node import DEVICE, KILLED_MIDWAY, MINER, REQUEST
 from fedledger.protocols.nagar.params import NagarParams
 from fedledger.protocols.nagar.report import nagar_report
 from fedledger.protocols.nagar.secure import nagar_dealer
-from fedledger.protocols.resources import SHARED_CHAIN, NodeResources
+from fedledger.protocols.resources import MAIN, BlobSpec, ChainSpec, NodeResources
 from fedledger.protocols.results import MetricRow, ModelRow
 
 
@@ -81,7 +82,10 @@ class Nagar(Protocol[NagarParams]):
         ]
 
     def resources(self, plan: NodePlan, plans: Sequence[NodePlan]) -> NodeResources:
-        return SHARED_CHAIN
+        # live: a node that falls behind while running catches up (ChainSynced: it replays)
+        return NodeResources(
+            chains=MappingProxyType({MAIN: ChainSpec(live=True)}), blobs=BlobSpec()
+        )
 
     def create_node(self, setup: NodeSetup[NagarParams]) -> ProtocolNode[NagarParams]:
         return NagarNode(setup, self.dealer)

@@ -114,6 +114,7 @@ class NagarCore(KitNode[NagarParams]):
             ),
         )
         self.address = svc.keys.address
+        self.initial = init
         self.state = ChainState(setup.seed)
         self.model = ModelState(init, p, self.address)
         self.stage = Stage.IDLE

@@ -28,6 +28,7 @@ from fedledger.ledger.records import Transaction, sign
 from fedledger.privacy.dp.mechanisms import LaplaceMechanism
 from fedledger.protocols.base import (
     Broadcast,
+    ChainSynced,
     Effect,
     EmitMetric,
     Halt,
@@ -51,6 +52,7 @@ from fedledger.protocols.nagar.core import (
     SELECT,
 )
 from fedledger.protocols.nagar.faults import DUPLICATE_SUBMISSION, tamper
+from fedledger.protocols.nagar.fold import ModelState
 from fedledger.protocols.nagar.messages import (
     GRAD,
     SUBMIT_TX,
@@ -66,6 +68,7 @@ from fedledger.protocols.nagar.rules import (
     phase_epsilon,
 )
 from fedledger.protocols.nagar.vault import member_parts, seal
+from fedledger.protocols.resources import MAIN
 from fedledger.seeding import derive_seed
 
 __all__ = ["DEVICE", "KILLED_MIDWAY", "MINER", "REQUESTER", "NagarNode"]
@@ -86,6 +89,19 @@ class NagarNode(Mining):
         if enc:
             effects.append(Broadcast(PartialRequest(enc), to=self.committee))
         return effects + self._gather(list(self.state.blocks))
+
+    def on_chain_synced(self, event: ChainSynced) -> list[Effect]:
+        """The host appended blocks this node missed while it ran behind (paused, cut
+        off): its chain state, step and (a device's) model are stale. Forget what it
+        derived from the chain and what was in flight, and replay the ledger as on Start
+        (a device refetches the vectors and recomputes the global model)."""
+        if event.chain != MAIN or event.appended < 1:
+            return []
+        self.model = ModelState(self.initial, self.params, self.address)
+        self.fetches, self.to_fold, self.give_up = {}, [], False
+        self.vault.clear()
+        self.sealed, self.step = None, None
+        return self.on_start(Start(event.time))
 
     def on_job(self, job_id: JobId | None, result: JobResult, event: JobFinished) -> list[Effect]:
         step, plan = self.step, self.state.plan
