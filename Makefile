@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # `make run`: PoS-BFL under attack beside FedAvg on the same data; `make run CONFIG=x.yaml`: one run
 QUICKSTART ?= configs/quickstart-bfl.yaml configs/quickstart-vanilla.yaml
 
-.PHONY: run test lint bench clean fashion ganache
+.PHONY: run test test-long lint bench clean fashion ganache
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,7 +73,12 @@ ganache:
 test: $(TEST_STAMP) fashion ganache
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n 3 --dist worksteal -q --durations=25
+	$(BIN)/python -m pytest -n 3 --dist worksteal -q --durations=25 -m "not long"
+
+# The end-to-end tests of several minutes each (marked `long`), kept out of `make test`
+# so that the suite stays under 15 minutes on 2 cores.
+test-long: $(TEST_STAMP)
+	$(BIN)/python -m pytest -n 2 -q -m long
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks

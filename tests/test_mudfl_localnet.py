@@ -20,7 +20,8 @@ from fedledger.ledger.store import ChainStore
 from test_net_bfl import STARTUP, begins, finish, kill9, launch, verify
 from test_net_processes import journal, nets, wait_until  # noqa: F401  (nets: a fixture)
 
-pytestmark = pytest.mark.slow
+# over three minutes on 2 cores: run by `make test-long`, not by `make test` (CI budget)
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 ROOT = Path(__file__).resolve().parents[1]
 VICTIM = "c001"

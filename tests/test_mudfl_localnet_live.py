@@ -18,7 +18,8 @@ from test_mudfl_localnet import _chain, _config, _last
 from test_net_bfl import STARTUP, begins, finish, launch, verify
 from test_net_processes import journal, nets, wait_until  # noqa: F401  (nets: a fixture)
 
-pytestmark = pytest.mark.slow
+# over three minutes on 2 cores: run by `make test-long`, not by `make test` (CI budget)
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 VICTIM = "c001"
 PAUSE = 18.0  # three slots, past the peers' 10 s idle timeout
