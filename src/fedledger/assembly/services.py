@@ -80,7 +80,8 @@ def open_node_services(
     extra = (extras or MemberExtras()).for_node(node_id, resources.extra_schemes)
     if not isinstance(own, KeyPair):
         raise TypeError(f"open_node_services needs {node_id!r}'s private key, got a public key")
-    members = tuple(keys[n].address for n in sorted(keys))
+    book = book or address_book(keys)
+    members = tuple(address for _, address in book.pairs)
     chains: dict[str, ChainStore] = {}
     if resources.chains or resources.blobs is not None:
         node_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +112,7 @@ def open_node_services(
         genesis=genesis,
         chains=chains,
         blobs=blobs,
-        book=book or address_book(keys),
+        book=book,
         extra=extra,
     )
 

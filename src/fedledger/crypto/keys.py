@@ -342,7 +342,7 @@ class KeyDirectory(Mapping[bytes, PublicKey]):
         """A directory that shares this one's keys until a key is added to it (then it
         copies them first): one parsed key set for all the nodes a simulator runs, where a
         copy per node costs N squared key objects."""
-        return _SharedView(self)
+        return SharedKeyDirectory(self)
 
     def verify(self, key: PublicKey, msg: bytes, sig: bytes) -> bool:
         """``key.verify(msg, sig)``: how a verifier holding this directory checks a
@@ -363,8 +363,9 @@ class KeyDirectory(Mapping[bytes, PublicKey]):
         return f"KeyDirectory({len(self._keys)} keys)"
 
 
-class _SharedView(KeyDirectory):
-    """:meth:`KeyDirectory.view`: shares ``base``'s keys, copy on :meth:`add`."""
+class SharedKeyDirectory(KeyDirectory):
+    """A view of ``base`` (:meth:`KeyDirectory.view`): shares its keys, copies them on
+    the first :meth:`add`."""
 
     def __init__(self, base: KeyDirectory) -> None:
         super().__init__()

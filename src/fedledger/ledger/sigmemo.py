@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from fedledger.crypto.bench import verify_rate
-from fedledger.crypto.keys import KeyDirectory, PublicKey
+from fedledger.crypto.keys import KeyDirectory, PublicKey, SharedKeyDirectory
 
 #: the activity a node's signature checks are charged to
 ACTIVITY = "blockchain"
@@ -103,23 +103,15 @@ class SignatureMemo:
         return len(self._valid)
 
 
-class MemoDirectory(KeyDirectory):
+class MemoDirectory(SharedKeyDirectory):
     """One node's view of the members' directory whose :meth:`verify` goes through a
     run's :class:`SignatureMemo` and charges that node's meter. It shares ``base``'s keys
     until a key is added to it (then it copies them first)."""
 
     def __init__(self, base: KeyDirectory, memo: SignatureMemo, meter: CpuCharge) -> None:
-        super().__init__()
-        self._keys = base._keys  # shared, read-only until add()
-        self._shared = True
+        super().__init__(base)
         self.memo = memo
         self.meter = meter
-
-    def add(self, key: PublicKey) -> bytes:
-        if self._shared:
-            self._keys = dict(self._keys)
-            self._shared = False
-        return super().add(key)
 
     def verify(self, key: PublicKey, msg: bytes, sig: bytes) -> bool:
         return self.memo.verify(key, msg, sig, self.meter)
