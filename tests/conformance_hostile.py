@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance import CONFORMANCE_CONFIGS, builtin_protocols, conformance_config
+from conformance import CONFORMANCE_CONFIGS, builtin_protocols, conformance_config, protocol_of
 from fedledger.assembly.build import Experiment, build_experiment
 from fedledger.assembly.plugins import registries
 from fedledger.codec import decode, encode
@@ -84,7 +84,7 @@ class HostileInput:
 
 def message_types(protocol: str) -> tuple[type[Message], ...]:
     """Every concrete message type defined in ``protocol``'s package."""
-    package = registries()["protocol"].get(protocol).factory.__module__
+    package = registries()["protocol"].get(protocol_of(protocol)).factory.__module__
     package = package.rsplit(".", 1)[0] if not _is_package(package) else package
     found: dict[str, type[Message]] = {}
     todo = list(Message.__subclasses__())
@@ -274,7 +274,8 @@ def hostile_inputs(
     me = node.node_id
     peer = next((m for m in members if m != me), me)
     own = message_types(protocol)
-    foreign = [t for p in builtin_protocols() if p != protocol for t in message_types(p)]
+    registered = sorted({protocol_of(p) for p in builtin_protocols()})
+    foreign = [t for p in registered if p != protocol_of(protocol) for t in message_types(p)]
     out: list[HostileInput] = []
     for kind, label, message in hostile_messages(own, foreign, dim):
         out.append(HostileInput(kind, f"{label} from {peer}", MessageReceived(now, peer, message)))

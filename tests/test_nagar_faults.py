@@ -24,7 +24,13 @@ from fedledger.protocols.nagar.faults import (
 )
 from fedledger.protocols.nagar.messages import GRAD, STATS
 from fedledger.protocols.nagar.params import NagarParams
-from fedledger.protocols.nagar.rules import plan_problems, selected, steps_of
+from fedledger.protocols.nagar.rules import (
+    plan_problems,
+    pos_leader,
+    pos_ranking,
+    selected,
+    steps_of,
+)
 from test_nagar_rules import _sub, _world
 
 
@@ -154,3 +160,41 @@ def test_with_fewer_than_t_members_alive_decryption_stalls_by_design(tmp_path: P
     assert _completed(rows, rounds, 6)  # the devices go on with the last decrypted model
     failed = [m for m in metrics if m["name"] == "nagar.decryption_failed"]
     assert {m["node"] for m in failed} == {f"d{i:03d}" for i in range(6)}
+
+
+CONSORTIUM = {"consensus": "pos", "consortium": {"threshold": 2}, "local_batch_size": 1}
+
+
+@pytest.mark.parametrize("dead", ["m000", "m001", "m002"])
+def test_a_consortium_member_killed_midway_leaves_no_step_without_a_block(
+    tmp_path: Path, dead: str
+) -> None:
+    """PoS: when the elected miner is silent, its first backup (pos_ranking) proposes, so
+    no step is lost; each sealed blob still opens from the other members' chunks and
+    t = 2 of the 3 key shares."""
+    rounds = 4
+    bad = [{"ids": [dead], "faults": ["killed_midway"]}]
+    cfg = _cfg("fedavg", 3, 3, rounds, malicious=bad, protocol=CONSORTIUM)
+    summary, rows, metrics = _run(tmp_path, dead, cfg)
+    assert _completed(rows, rounds, 3)
+    assert not [m for m in metrics if m["name"] in ("nagar.no_block", "nagar.too_few_updates")]
+    blocks = {m["step"]: m["tags"]["miner"] for m in metrics if m["name"] == "nagar.block"}
+    assert sorted(blocks) == list(range(rounds + 1))
+    assert dead not in {blocks[s] for s in range(rounds // 2 + 1, rounds + 1)}
+    assert summary["nagar"]["rejected"] == {}
+    assert summary["nagar"]["device_accuracy"] > 0.8
+
+
+def test_pos_ranking_starts_with_the_elected_miner_and_orders_every_miner() -> None:
+    _, _, plan, _, _, _, _ = _world(miners=4, consensus="pos")
+    stakes = {plan.miners[1]: 3.0}
+    seen_first, seen_second = set(), set()
+    for height in range(1, 40):
+        parent = bytes([height]) * 32
+        ranking = pos_ranking(plan, stakes, parent, height)
+        assert sorted(ranking) == sorted(plan.miners)
+        assert ranking[0] == pos_leader(plan, stakes, parent, height)
+        assert ranking == pos_ranking(plan, stakes, parent, height)  # a pure function
+        seen_first.add(ranking[0])
+        seen_second.add(ranking[1])
+    assert len(seen_first) > 1 and len(seen_second) > 1

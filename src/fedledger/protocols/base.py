@@ -350,6 +350,13 @@ class ProtocolNode(ABC, Generic[P]):
     def handle(self, event: Event) -> list[Effect]:
         """React to one event; return the effects to execute, in order."""
 
+    def may_serve(self, peer: NodeId, cid: str) -> bool:
+        """Whether this node hands the blob ``cid`` from its store to ``peer``: a pure query
+        the host asks before it answers a fetch (the simulator, and a real node's blob
+        requests). Default: every stored blob to every member. A refusal looks to the
+        asker like a blob the node does not have; the host counts it (``refused_blob``)."""
+        return True
+
 
 @dataclass(frozen=True)
 class MetricSpec:

@@ -21,7 +21,7 @@ from fedledger.protocols.base import (
     ProtocolNode,
 )
 from fedledger.protocols.nagar.decrypt import WRONG_PARTIAL
-from fedledger.protocols.nagar.faults import DEVICE_FAULTS
+from fedledger.protocols.nagar.faults import DEVICE_FAULTS, VAULT_SNOOP
 from fedledger.protocols.nagar.node import DEVICE, KILLED_MIDWAY, MINER, REQUESTER, NagarNode
 from fedledger.protocols.nagar.params import NagarParams
 from fedledger.protocols.nagar.report import nagar_report
@@ -50,7 +50,7 @@ class Nagar(Protocol[NagarParams]):
     )
     #: a committee member that publishes a forged partial decryption; a node killed
     #: halfway through the run (silent from then on); a device's bad submissions
-    faults = (WRONG_PARTIAL, KILLED_MIDWAY, *DEVICE_FAULTS)
+    faults = (WRONG_PARTIAL, KILLED_MIDWAY, VAULT_SNOOP, *DEVICE_FAULTS)
 
     def __init__(self, params: NagarParams) -> None:
         super().__init__(params)

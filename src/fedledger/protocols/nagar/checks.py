@@ -36,7 +36,6 @@ from fedledger.protocols.nagar.rules import (
     associated_miner,
     phase_epsilon,
     plan_problems,
-    pos_leader,
     pow_base,
     pow_target,
     rewards_of,
@@ -173,5 +172,5 @@ class Checks:
             target = pow_target(plan, block.height, state.times)
             if not seal_ok(POW_CONTEXT, pow_base(block), rec.nonce, target):
                 raise self.fail("bad_seal", f"nonce {rec.nonce} misses the target")
-        elif proposer != pos_leader(plan, state.stakes, block.header.parent, block.height):
-            raise self.fail("wrong_role", f"{short(proposer)} is not the elected miner")
+        elif proposer not in plan.miners:  # the elected miner or a backup (pos_ranking)
+            raise self.fail("wrong_role", f"{short(proposer)} is not a miner of the plan")

@@ -51,9 +51,17 @@ from fedledger.protocols.nagar.rules import (
     steps_of,
 )
 from fedledger.protocols.nagar.secure import nagar_dealer
+from fedledger.protocols.nagar.traffic import (
+    VaultIntake,
+    cipher_blob_bytes,
+    part_limit,
+    parts_per_step,
+    plain_blob_bytes,
+)
 from fedledger.protocols.nagar.vault import Reassembly
 
 MINE, SELECT, END, POW_SEND = "mine", "select", "step-end", "pow-send"
+POS_BACKUP = "pos-backup"  # a PoS backup miner's turn (the elected one was silent)
 REQUESTER, DEVICE, MINER = "requester", "device", "miner"
 #: fault: the node dies halfway through the run (from step len(steps) // 2 + 1 on it
 #: emits nothing: no message, block, partial decryption, timer or job)
@@ -91,6 +99,7 @@ class NagarCore(KitNode[NagarParams]):
                 self.gate,
                 int(init.size),
                 setup.faults,
+                setup.meter,
             )
         self.own_plan = make_plan(
             p,
@@ -130,6 +139,14 @@ class NagarCore(KitNode[NagarParams]):
         self.ciphers: dict[str, bytes] = {}
         self.give_up = False
         self.vault = Reassembly()  # consortium mode: sealed blobs being read
+        self.intake: VaultIntake | None = None  # consortium mode: a member's part limits
+        if p.consortium is not None and self.role == MINER:
+            blob = plain_blob_bytes(self.blobs.encode, tuple(init.shape))
+            if self.secure is not None:
+                pub, layout = self.secure.pub, self.secure.layout
+                blob = max(blob, cipher_blob_bytes(int(pub.n), layout, int(init.size)))
+            m = len(self.miners)
+            self.intake = VaultIntake(parts_per_step(m), part_limit(blob, m))
         self.dead_from = len(self.steps) // 2 + 1 if KILLED_MIDWAY in setup.faults else 0
 
     def handle(self, event: Event) -> list[Effect]:

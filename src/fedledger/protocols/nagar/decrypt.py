@@ -10,6 +10,12 @@ node's gate: ``bad_ciphertext`` (a blob in a block that does not parse; it is le
 of the aggregate by every node alike), ``invalid_partial`` (a forged partial or proof),
 ``not_a_key_holder`` and the committee's ``single_update``, ``under_min_updates``,
 ``repeated_decryption``, ``not_canonical``.
+
+Every piece of homomorphic work is declared to the node's meter (``meter.work("crypto",
+seconds)``, the per-ciphertext model of :mod:`fedledger.privacy.he.cost`), so the
+simulator charges it virtual time (``compute.work_scale``): a device's encryption, the
+aggregate's scaling and additions on every node that computes it, a member's partial
+decryption, and a device's proof checks and combination.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedledger.privacy.he.cost import paillier_seconds
 from fedledger.privacy.he.dealer import SeededDealer
 from fedledger.privacy.he.encoding import decode_sum
 from fedledger.privacy.he.errors import HeError
@@ -31,6 +38,7 @@ from fedledger.privacy.he.threshold import (
     verify_partial,
 )
 from fedledger.protocols.kit.gate import Gate
+from fedledger.protocols.meter import NULL_METER, Meter
 from fedledger.protocols.nagar.chainstate import Included
 from fedledger.protocols.nagar.params import NagarParams
 from fedledger.protocols.nagar.secure import (
@@ -68,10 +76,13 @@ class Decryption:
         gate: Gate,
         length: int,
         faults: Sequence[str] = (),
+        meter: Meter = NULL_METER,
     ) -> None:
         settings = params.encryption
         assert settings is not None
         self.params = params
+        self.meter = meter
+        self.key_bits = settings.key_bits
         self.pub, shares, self.encryptor = dealer.paillier(seed, settings)
         self.layout = layout_of(settings)
         self.committee = tuple(committee)
@@ -85,12 +96,21 @@ class Decryption:
         self.received: dict[int, dict[int, PartialDecryption]] = {}
         self.totals: dict[int, np.ndarray] = {}
         self.published: dict[int, bytes] = {}
+        self.checked: dict[int, set[int]] = {}  # step -> holders whose proof held
 
     # ------------------------------------------------------------ device: encrypt
 
+    def _work(self, op: str, ciphertexts: int) -> None:
+        """Declare ``op`` on ``ciphertexts`` ciphertexts (modelled seconds)."""
+        if ciphertexts > 0:
+            self.meter.work("crypto", paillier_seconds(op, ciphertexts, self.key_bits))
+
     def encrypt(self, vec: np.ndarray, step: int) -> bytes:
         rng = SeededRandom(derive_seed(self.seed, "nagar-encrypt", self.node_id, step), "enc")
-        return encrypt_vector(self.encryptor, vec, self.layout, rng).to_bytes()
+        with self.meter.section("crypto"):
+            out = encrypt_vector(self.encryptor, vec, self.layout, rng)
+        self._work("encrypt", len(out.ciphertexts))
+        return out.to_bytes()
 
     # ------------------------------------------------------------ every node: the aggregate
 
@@ -124,7 +144,11 @@ class Decryption:
         if vecs:
             weighted = self.params.weighted or self.params.optimizer == "fedavg"
             try:
-                vec = aggregate(vecs, weights_of(phase, weighted, good))
+                with self.meter.section("crypto"):
+                    vec = aggregate(vecs, weights_of(phase, weighted, good))
+                cts = len(vec.ciphertexts)
+                self._work("scale", cts * len(vecs))
+                self._work("add", cts * (len(vecs) - 1))
                 agg_id = aggregate_id(plan_id, step, phase, vec)
             except HeError as err:  # headroom: more samples than the layout allows
                 self.gate.fail("bad_ciphertext", f"aggregate of step {step}: {err}")
@@ -152,7 +176,9 @@ class Decryption:
             return self.published[step]
         assert agg.vec is not None
         rng = SeededRandom(derive_seed(self.seed, "nagar-partial", self.node_id, step), "pd")
-        part = partial_decrypt_vector(self.pub, self.share, agg.vec, rng)
+        with self.meter.section("crypto"):
+            part = partial_decrypt_vector(self.pub, self.share, agg.vec, rng)
+        self._work("partial", len(agg.vec.ciphertexts))
         if self.lying:
             n2 = self.pub.n2
             part = PartialDecryption(
@@ -185,20 +211,30 @@ class Decryption:
             return None
         parts = self.received.get(step, {})
         cts = agg.vec.ciphertexts
+        checked = self.checked.setdefault(step, set())
         for index in sorted(parts):
-            if not verify_partial(self.pub, cts, parts[index]):
+            if index in checked:
+                continue
+            with self.meter.section("crypto"):
+                ok = verify_partial(self.pub, cts, parts[index])
+            self._work("verify", len(cts))
+            if not ok:
                 self.gate.fail("invalid_partial", f"holder {index}: proof failed at step {step}")
                 del parts[index]
+            else:
+                checked.add(index)
         if len(parts) < self.pub.t:
             return None
-        plain = combine(self.pub, cts, list(parts.values()), verify=False)
+        with self.meter.section("crypto"):
+            plain = combine(self.pub, cts, list(parts.values()), verify=False)
+        self._work("combine", len(cts))
         total = decode_sum(plain, agg.vec.layout, agg.vec.length, agg.vec.weight)
         self.totals[step] = total
         return total
 
     def forget_before(self, step: int) -> None:
         """Drop what no later fold needs (aggregates and partials of earlier steps)."""
-        for table in (self.aggs, self.received, self.totals):
+        for table in (self.aggs, self.received, self.totals, self.checked):
             drop: Callable[[int], bool] = lambda s: s < step  # noqa: E731
             for s in [s for s in table if drop(s)]:
                 del table[s]

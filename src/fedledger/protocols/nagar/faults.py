@@ -2,7 +2,11 @@
 that miners refuse and count each: a submission for another plan (``unknown_plan``),
 for another step (``wrong_step``), with an inflated sample count (``bad_samples``
 against its stats claim, else ``implausible_samples`` against its local computation
-time) and a second submission for the same step (``duplicate``)."""
+time) and a second submission for the same step (``duplicate``); in consortium mode, a
+device that sends every storage member a second message of parts in each step
+(``vault_flood``, refused by the member); and a curious storage member that tries to
+gather every part of every sealed blob from the other members (``vault_snoop``, a miner
+fault: the members do not serve it, :meth:`~fedledger.protocols.nagar.mining.Mining.may_serve`)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ WRONG_PLAN = "wrong_plan"
 WRONG_ROUND = "wrong_round"
 INFLATE_SAMPLES = "inflate_samples"
 DUPLICATE_SUBMISSION = "duplicate_submission"
-DEVICE_FAULTS = (WRONG_PLAN, WRONG_ROUND, INFLATE_SAMPLES, DUPLICATE_SUBMISSION)
+VAULT_FLOOD = "vault_flood"
+DEVICE_FAULTS = (WRONG_PLAN, WRONG_ROUND, INFLATE_SAMPLES, DUPLICATE_SUBMISSION, VAULT_FLOOD)
+VAULT_SNOOP = "vault_snoop"
 #: the factor an inflating device multiplies its n_k by
 INFLATION = 1000
 

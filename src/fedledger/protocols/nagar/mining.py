@@ -23,8 +23,10 @@ from fedledger.protocols.nagar.chainstate import submissions
 from fedledger.protocols.nagar.core import (
     DEVICE,
     MINER,
+    POS_BACKUP,
     POW_SEND,
 )
+from fedledger.protocols.nagar.faults import VAULT_SNOOP
 from fedledger.protocols.nagar.messages import (
     PLAN,
     CandidateMsg,
@@ -35,12 +37,11 @@ from fedledger.protocols.nagar.messages import (
 from fedledger.protocols.nagar.rules import (
     POW_CONTEXT,
     Step,
-    pos_leader,
+    pos_ranking,
     pow_base,
     pow_target,
     rewards_of,
 )
-from fedledger.protocols.nagar.vault import MAX_PART, REPLICAS
 
 
 class Mining(Applying):
@@ -91,23 +92,46 @@ class Mining(Applying):
             raise self.gate.fail("wrong_role", f"VaultMsg to a {self.role} outside consortium mode")
         if not any(n.node_id == event.sender and n.role == DEVICE for n in self.setup.all_nodes):
             raise self.gate.fail("wrong_role", f"VaultMsg from {event.sender}, not a device")
-        if step is None or msg.step != step.index:
+        if step is None or msg.step != step.index or step.phase == PLAN:
             raise self.gate.fail("wrong_step", f"VaultMsg of step {msg.step}")
-        if len(msg.parts) > REPLICAS + 1 or any(len(p) > MAX_PART for p in msg.parts):
-            raise self.gate.fail("bad_payload", f"{len(msg.parts)} vault parts from {event.sender}")
-        for part in msg.parts:
-            self.blobs.store_.put(part)
+        if self.intake is None:  # a consortium plan on chain, consortium params off
+            raise self.gate.fail("wrong_role", "VaultMsg to a member without vault limits")
+        store = self.blobs.store_
+        keep, refusals = self.intake.admit(step.index, event.sender, msg.parts, store.has)
+        for reason, detail in refusals:
+            self.gate.fail(reason, detail)
+        for part in keep:
+            store.put(part)
         return []
 
-    def _mine(self) -> list[Effect]:
+    def may_serve(self, peer: str, cid: str) -> bool:
+        """Consortium mode: a storage member hands what it stores only to the nodes that
+        read whole sealed blobs (the devices, and the decryption committee when updates
+        are Paillier-encrypted), never to another storage member or the requester, so no
+        member can gather every chunk and t key shares from the others."""
+        plan = self.state.plan
+        if self.role != MINER or plan is None or not plan.vault_threshold:
+            return True
+        if peer in self.committee:
+            return True
+        return any(n.node_id == peer and n.role == DEVICE for n in self.setup.all_nodes)
+
+    def _mine(self, backup: bool = False) -> list[Effect]:
+        """Build this miner's candidate (PoW: seal it; PoS: the elected miner now, a backup
+        ``rank`` gaps later, unless a better-ranked candidate came first)."""
         step = self.step
         assert step is not None
         head = self.setup.services.ledger.head()
         plan = self.state.plan or self.own_plan
         height = head.height + 1
-        leader = plan.consensus == "pos" and pos_leader(plan, self.state.stakes, head.hash, height)
-        if leader and leader != self.address:
-            return []
+        if plan.consensus == "pos" and not backup:
+            ranking = pos_ranking(plan, self.state.stakes, head.hash, height)
+            rank = ranking.index(self.address) if self.address in ranking else -1
+            if rank < 0:
+                return []
+            if rank > 0:  # a backup: propose only if no better-ranked block has come
+                gap = (self.params.select_at - self.params.mine_at) / (len(ranking) + 1)
+                return [SetTimer(POS_BACKUP, rank * gap)]
         txs = tuple(sorted(self.pool.values(), key=record_id)[: plan.block_size])
         plan_id = record_id(txs[0]) if step.phase == PLAN and txs else self.state.plan_id
         if step.phase == PLAN and not txs:
@@ -158,8 +182,8 @@ class Mining(Applying):
         chosen: Block | None
         if plan.consensus == "pow":
             chosen = first_sealed(blocks, lambda b: b.header.extra.nonce, lambda b: b.hash)
-        else:
-            chosen = blocks[0] if blocks else None
+        else:  # the best-ranked of the lottery (the elected miner unless it was silent)
+            chosen = self._best_ranked(blocks)
         effects: list[Effect] = [
             EmitMetric(
                 "candidate_blocks", float(len(blocks)), step.round, (("phase", step.phase),)
@@ -180,7 +204,27 @@ class Mining(Applying):
         effects += self._block_metrics(chosen, step)
         member = self.secure is not None and self.secure.share is not None
         gather = self.role == DEVICE or (member and self._encrypted(chosen))
+        gather = gather or VAULT_SNOOP in self.setup.faults  # a curious member tries
         return effects + self._gather([chosen] if gather else [])
+
+    def _best_ranked(self, blocks: list[Block]) -> Block | None:
+        head = self.setup.services.ledger.head()
+        plan = self.state.plan or self.own_plan
+        ranking = pos_ranking(plan, self.state.stakes, head.hash, head.height + 1)
+        ranked = [b for b in blocks if b.header.proposer in ranking]
+        return min(ranked, key=lambda b: ranking.index(b.header.proposer), default=None)
+
+    def _backup(self) -> list[Effect]:
+        """A backup's turn: propose unless a better-ranked candidate is in."""
+        head = self.setup.services.ledger.head()
+        plan = self.state.plan or self.own_plan
+        ranking = pos_ranking(plan, self.state.stakes, head.hash, head.height + 1)
+        if self.address not in ranking:
+            return []
+        mine = ranking.index(self.address)
+        if any(ranking.index(p) < mine for p in self.candidates if p in ranking):
+            return []
+        return self._mine(backup=True)
 
     def _block_metrics(self, block: Block, step: Step) -> list[Effect]:
         node_of = self.setup.services.node_of

@@ -47,11 +47,12 @@ from fedledger.protocols.nagar.core import (
     KILLED_MIDWAY,
     MINE,
     MINER,
+    POS_BACKUP,
     POW_SEND,
     REQUESTER,
     SELECT,
 )
-from fedledger.protocols.nagar.faults import DUPLICATE_SUBMISSION, tamper
+from fedledger.protocols.nagar.faults import DUPLICATE_SUBMISSION, VAULT_FLOOD, tamper
 from fedledger.protocols.nagar.fold import ModelState
 from fedledger.protocols.nagar.messages import (
     GRAD,
@@ -139,6 +140,9 @@ class NagarNode(Mining):
             for i, member in enumerate(self.miners):
                 parts = member_parts(sealed, chunks, shares, i)
                 effects.append(Send(member, VaultMsg(step.index, parts)))
+                if VAULT_FLOOD in self.setup.faults:  # again, and one part more
+                    junk = rng.randbytes(len(parts[0]))
+                    effects.append(Send(member, VaultMsg(step.index, (*parts, junk))))
         sub = Submission(
             self.state.plan_id,
             step.index,
@@ -171,6 +175,8 @@ class NagarNode(Mining):
             return []
         if key == MINE and self.role == MINER and self.stage is Stage.ROUND:
             return self._mine()
+        if key == POS_BACKUP and self.role == MINER and self.stage is Stage.ROUND:
+            return self._backup()
         if key == POW_SEND and self.sealed is not None:
             block, self.sealed = self.sealed, None
             return [self._send_block(block)]

@@ -217,6 +217,21 @@ def pow_target(plan: FLPlan, height: int, times: Sequence[float]) -> int:
 
 def pos_leader(plan: FLPlan, stakes: Mapping[bytes, float], parent: bytes, height: int) -> bytes:
     """The miner elected at ``height``: a lottery by stake, seeded by the parent hash."""
+    return pos_ranking(plan, stakes, parent, height)[0]
+
+
+def pos_ranking(
+    plan: FLPlan, stakes: Mapping[bytes, float], parent: bytes, height: int
+) -> tuple[bytes, ...]:
+    """Every miner in proposing order at ``height``: the elected miner, then its backups,
+    each drawn by the same stake lottery from the miners not drawn yet (draw k > 0 under
+    its own context). A backup proposes only when no better-ranked block has come."""
     table = {m.hex(): plan.initial_stake + stakes.get(m, 0.0) for m in plan.miners}
     seed = int.from_bytes(hashlib.sha256(POS_CONTEXT + parent).digest()[:8], "big")
-    return bytes.fromhex(stake_lottery(table, seed, height, POS_CONTEXT))
+    order: list[bytes] = []
+    while table:
+        context = POS_CONTEXT + (b"/backup/" + bytes([len(order)]) if order else b"")
+        drawn = stake_lottery(table, seed, height, context)
+        order.append(bytes.fromhex(drawn))
+        del table[drawn]
+    return tuple(order)

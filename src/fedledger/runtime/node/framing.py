@@ -37,6 +37,8 @@ class DropReason(enum.StrEnum):
     TOO_MANY_CONNECTIONS = "too_many_connections"  # refused: the node is closing
     # an unauthenticated connection closed to make room for a newer one
     HANDSHAKE_EVICTED = "handshake_evicted"
+    # a blob request the protocol does not serve to that peer (ProtocolNode.may_serve)
+    REFUSED_BLOB = "refused_blob"
 
 
 class FrameError(Exception):

@@ -32,6 +32,7 @@ from fedledger.protocols.base import (
 )
 from fedledger.protocols.resources import CatchUp
 from fedledger.runtime.node.blobs_fetch import fetch_blob, serve_blob
+from fedledger.runtime.node.framing import DropReason
 from fedledger.runtime.node.sync import serve_blocks
 from fedledger.runtime.node.wire import BlobReply, BlobRequest, BlocksReply, BlocksRequest
 
@@ -88,6 +89,9 @@ class NodeEvents:
             peer, payload = await self.transport.inbox.get()
             if isinstance(payload, BlobRequest):
                 store = self.services.blobs
+                if not self.node.may_serve(peer, payload.cid):
+                    self.transport.counters.drop(DropReason.REFUSED_BLOB)
+                    store = None  # answered as a blob this node does not have
                 self.transport.send(peer, serve_blob(store, payload, net.chunk_size), False)
             elif isinstance(payload, BlocksRequest):
                 spec = self.resources.chains.get(payload.chain)

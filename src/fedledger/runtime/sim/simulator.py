@@ -75,6 +75,7 @@ class SimStats:
     halted: int = 0
     cpu: dict[NodeId, dict[str, float]] = field(default_factory=dict)  # node -> activity -> s
     work_seconds: dict[NodeId, float] = field(default_factory=dict)  # virtual, meter.work
+    blobs_refused: dict[NodeId, int] = field(default_factory=dict)  # fetches it would not serve
 
 
 @dataclass(frozen=True)
@@ -303,6 +304,10 @@ class Simulator:
         self.stats.bytes_sent[node_id] += _FETCH_REQUEST_BYTES
         asked = self.network.transmit(node_id, effect.source, _FETCH_REQUEST_BYTES, self._now)
         data = self.blob_share.read(store, effect.cid)
+        if data is not None and not self.nodes[effect.source].may_serve(node_id, effect.cid):
+            refused = self.stats.blobs_refused
+            refused[effect.source] = refused.get(effect.source, 0) + 1
+            data = None
         answer = _FETCH_REQUEST_BYTES + (len(data) if data is not None else 0)
         arrival = None
         if asked is not None:
