@@ -126,7 +126,7 @@ CONFORMANCE_CONFIGS: dict[str, dict[str, Any]] = {
         "max_time": 60.0,
     },
     "nagar-vertical": {
-        "rounds": 1,  # one epoch over the aligned rows (no chain: nothing to restart)
+        "rounds": 1,  # one epoch over the aligned rows; the plan and round blocks on chain
         "protocol": {
             "name": "nagar-vertical",
             "overlap": 0.3,
@@ -134,6 +134,22 @@ CONFORMANCE_CONFIGS: dict[str, dict[str, Any]] = {
             "key_bits": 256,
         },
         "nodes": {"count": 3},
+    },
+    "nagar-transfer": {
+        "rounds": 2,  # epochs: full-batch steps over the overlap; the plan and epochs on chain
+        "protocol": {
+            "name": "nagar-transfer",
+            "mode": "transfer",
+            "overlap": 0.1,
+            "key_bits": 256,
+            "lr": 0.05,
+        },
+        "nodes": {"count": 3},
+    },
+    "nagar-sharing": {
+        "rounds": 6,  # hours of readings: 3 IoT devices, 3 gateways (2 of 3), a trainer
+        "protocol": {"name": "nagar-sharing", "mode": "sharing", "devices": 3},
+        "nodes": {"count": 7},
     },
     "nagar-consortium": {
         # Nagar's consortium mode (a VARIANT): PoS among 3 permissioned miners that store
@@ -394,6 +410,20 @@ def _pbft_ledger_durable(node: Any) -> dict[str, Any]:
     }
 
 
+def _nagar_vertical_durable(node: Any) -> dict[str, Any]:
+    ledger = node.ledger
+    return {
+        "plan_id": ledger.plan_id,
+        "round": ledger.round,
+        "records": dict(ledger.records),
+        "kept": ledger.kept(f"weights/{ledger.round}"),
+    }
+
+
+def _nagar_sharing_durable(node: Any) -> dict[str, Any]:
+    return {**_nagar_vertical_durable(node), "iot": node.ledger.kept("iot/state")}
+
+
 def _mudfl_durable(node: Any) -> dict[str, Any]:
     chain = node.chain
     out: dict[str, Any] = {
@@ -415,9 +445,16 @@ RESTARTS: dict[str, Restart] = {
     "posbfl": Restart(cut=2 * 300.0 + 100.0, durable=_posbfl_durable),
     "dfl": Restart(cut=25.0, durable=_dfl_durable),
     "nagar": Restart(cut=2 * 60.0 + 40.0, durable=_nagar_durable),  # step 3 (grad), mined
+    "nagar-consortium": Restart(cut=2 * 60.0 + 40.0, durable=_nagar_durable),  # as nagar
     "mudfl": Restart(cut=10.0, durable=_mudfl_durable),
     "pbft-ledger": Restart(cut=0.15, durable=_pbft_ledger_durable),
     "dflbcb": Restart(cut=1.0, durable=_dflbcb_durable),  # it 1, Commit: every node has work
+    # 0.08 s: the plan block is on every chain, the epoch's exchange is under way
+    "nagar-vertical": Restart(cut=0.08, durable=_nagar_vertical_durable),
+    # 0.07 s: the plan block is on every chain, epoch 1's exchange is under way
+    "nagar-transfer": Restart(cut=0.07, durable=_nagar_vertical_durable),
+    # 2.7 s: hours 0-1 on chain, hour 2's readings sent (a device's budget is kept)
+    "nagar-sharing": Restart(cut=2.7, durable=_nagar_sharing_durable),
 }
 
 
@@ -429,7 +466,6 @@ def tamper_one_block(db: Path) -> bytes:
     con = sqlite3.connect(db)
     try:
         block_hash, body = con.execute(
-    "nagar-consortium": Restart(cut=2 * 60.0 + 40.0, durable=_nagar_durable),  # as nagar
             "SELECT hash, body FROM blocks ORDER BY height DESC, hash LIMIT 1"
         ).fetchone()
         data = bytearray(body)

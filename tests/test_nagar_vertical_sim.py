@@ -18,11 +18,13 @@ from fedledger.protocols.nagar_vertical.hemat import PlainContext, PlainOpener
 from fedledger.protocols.nagar_vertical.messages import (
     EncResidual,
     EncScores,
+    LedgerBlock,
     MaskedCipher,
     Opening,
     PartialOpening,
     PsiBlinded,
     PsiReblinded,
+    ResultTx,
 )
 from fedledger.protocols.nagar_vertical.node import A_ID, B_ID, C_ID
 from fedledger.protocols.nagar_vertical.vfl import VflParams, train_vertical
@@ -107,6 +109,8 @@ def test_parties_exchange_only_ciphertexts_and_ids_never_travel(run) -> None:  #
             if isinstance(msg, MaskedCipher):
                 assert to == C_ID
                 masked_by.add((sender, msg.phase, msg.step))
+        elif isinstance(msg, LedgerBlock | ResultTx):  # the chain: plan, digests, counts
+            assert C_ID in (sender, to)
         else:
             assert isinstance(msg, Opening) and sender == C_ID
             assert (to, msg.phase, msg.step) in masked_by  # only back to who masked it
@@ -116,6 +120,11 @@ def test_refusals_are_counted_by_reason(run) -> None:  # type: ignore[no-untyped
     _, _, log, _, _ = run
     _, nodes = build()
     a, b, c = nodes[A_ID], nodes[B_ID], nodes[C_ID]
+    plan_block = next(m for s, _, m in log if isinstance(m, LedgerBlock))
+    for node in (a, b, c):  # each with the plan on chain (C sealed it), nothing else
+        node.handle(Start(0.0))
+    for node in (a, b):
+        node.handle(MessageReceived(0.0, C_ID, plan_block))
     masked = next(m for s, _, m in log if isinstance(m, MaskedCipher) and s == A_ID)
     assert c.handle(MessageReceived(0.0, A_ID, masked))  # first time: opened
     assert c.handle(MessageReceived(0.0, A_ID, masked)) == []
@@ -149,7 +158,8 @@ def test_a_committee_with_a_lying_holder_decrypts_the_same(run) -> None:  # type
     assert len(acc) == 1
     # holders get masked ciphertexts only; a single partial opens nothing
     public = proto.shared(SEED).committee[0]
-    assert all(isinstance(m, MaskedCipher) for _, to, m in log if to.startswith("holder-"))
+    work = [m for _, to, m in log if to.startswith("holder-") and not isinstance(m, LedgerBlock)]
+    assert work and all(isinstance(m, MaskedCipher) for m in work)
     partial = next(m for s, _, m in log if isinstance(m, PartialOpening) and s == "holder-2")
     masked = next(m for s, to, m in log if isinstance(m, MaskedCipher) and to == "holder-2")
     cts = [int(c) for c in cipher_from(masked.cipher, public.n).values.flat]

@@ -43,6 +43,7 @@ HEIGHT_METRICS: dict[str, str] = {
     "posbfl": "legal_block",
     "dfl": "block",
     "pbft-ledger": "block",
+    "nagar-vertical": "block",
 }
 
 #: Blocks a node sharing one chain may trail the longest before the audit notes it: the

@@ -6,15 +6,18 @@ Paillier with proofs; each party combines t verified partials itself).
 A and B align their ids by Diffie-Hellman PSI (:mod:`fedledger.crypto.psi`), then train a
 logistic regression with the Taylor loss over encrypted scores and residuals and masked
 gradients that C decrypts (:mod:`.vfl`, :mod:`.node`). Data: scikit-learn's breast_cancer
-split by features with ``overlap`` of the samples in common. The library modules beside
-it add what has no node yet: federated transfer learning (:mod:`.ftl`) and IoT
-differential data sharing (:mod:`.sharing`). Keys and data come from the seed (a simulation dealer).
+split by features with ``overlap`` of the samples in common. ``mode: transfer`` runs
+federated transfer learning (:mod:`.ftl`, :mod:`.ftl_node`) and ``mode: sharing`` IoT
+differential data sharing (:mod:`.sharing`, :mod:`.sharing_node`) as nodes (:mod:`.modes`;
+also registered as ``nagar-transfer`` and ``nagar-sharing``). Keys and data come from the
+seed (a simulation dealer).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from fedledger.errors import ConfigError
@@ -37,7 +40,10 @@ from fedledger.protocols.nagar_vertical.committee import (
     holder_ids,
     holder_index,
 )
+from fedledger.protocols.nagar_vertical.coordinator import Coordinator
 from fedledger.protocols.nagar_vertical.data import feature_split
+from fedledger.protocols.nagar_vertical.ledger import BLOCK_METRIC, PLAN_REFUSED
+from fedledger.protocols.nagar_vertical.modes import MODE_METRICS, Modes
 from fedledger.protocols.nagar_vertical.node import (
     A_ID,
     B_ID,
@@ -46,13 +52,13 @@ from fedledger.protocols.nagar_vertical.node import (
     ROLE_A,
     ROLE_B,
     ROLE_C,
-    Coordinator,
     PartyA,
     PartyB,
     Shared,
 )
 from fedledger.protocols.nagar_vertical.params import NagarVerticalParams
 from fedledger.protocols.nagar_vertical.vfl import VflParams, align, centralized_accuracy
+from fedledger.protocols.resources import MAIN, ChainSpec, NodeResources
 from fedledger.protocols.results import MetricRow, ModelRow
 from fedledger.seeding import derive_seed
 
@@ -68,11 +74,15 @@ class NagarVertical(Protocol[NagarVerticalParams]):
         MetricSpec("psi_intersection", "ids both parties hold, as each party's PSI found them"),
         MetricSpec("accuracy", "party B's test accuracy of the joint model (step: epochs)"),
         MetricSpec("decryptions", "masked ciphers the coordinator (or a key holder) opened"),
+        MetricSpec(BLOCK_METRIC, "height of a block of the run's chain a node stored"),
+        MetricSpec(PLAN_REFUSED, "a plan a node refused, tagged with the reason and field"),
+        *MODE_METRICS,  # transfer and sharing modes (modes.py)
     )
 
     def __init__(self, params: NagarVerticalParams) -> None:
         super().__init__(params)
         self._shared: dict[int, Shared] = {}
+        self._modes = Modes(params)  # transfer and sharing modes
 
     def shared(self, seed: int) -> Shared:
         """The seed's data split and coordinator key (dealt once per protocol object)."""
@@ -90,6 +100,8 @@ class NagarVertical(Protocol[NagarVerticalParams]):
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:
         p = self.params
+        if p.mode != "vertical":
+            return self._modes.plan(num_nodes)
         if p.decryptor == "coordinator":
             if num_nodes != 3:
                 raise ConfigError(
@@ -112,12 +124,20 @@ class NagarVertical(Protocol[NagarVerticalParams]):
             *(NodePlan(h, ROLE_HOLDER, False, (A_ID, B_ID)) for h in holders),
         ]
 
+    def resources(self, plan: NodePlan, plans: Sequence[NodePlan]) -> NodeResources:
+        # every party keeps the run's chain: the plan and each round's results (ledger.py)
+        return NodeResources(chains=MappingProxyType({MAIN: ChainSpec()}))
+
     def horizon(self, rounds: int) -> Horizon:
+        if self.params.mode != "vertical":
+            return self._modes.horizon(rounds)
         return Horizon("epochs", rounds)
 
     def create_node(
         self, setup: NodeSetup[NagarVerticalParams]
     ) -> ProtocolNode[NagarVerticalParams]:
+        if self.params.mode != "vertical":
+            return self._modes.create_node(setup)
         shared = self.shared(setup.seed)
         if setup.plan.role == ROLE_A:
             return PartyA(setup, shared)
@@ -134,6 +154,8 @@ class NagarVertical(Protocol[NagarVerticalParams]):
     def report(
         self, run_dir: Path, rows: Sequence[ModelRow], metrics: Sequence[MetricRow]
     ) -> Mapping[str, Any]:
+        if self.params.mode != "vertical":
+            return self._modes.report(metrics)
         acc = [m.value for m in metrics if m.name.endswith("accuracy") and m.node == B_ID]
         inter = [m.value for m in metrics if m.name.endswith("psi_intersection")]
         out: dict[str, Any] = {"accuracy": acc[-1] if acc else None,
@@ -149,6 +171,8 @@ class NagarVertical(Protocol[NagarVerticalParams]):
         return out
 
     def headline(self, section: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+        if self.params.mode != "vertical":
+            return self._modes.headline(section)
         acc, central = section.get("accuracy"), section.get("centralized_accuracy")
         if acc is None:
             return (("accuracy", "none (the run did not finish)"),)
@@ -157,3 +181,37 @@ class NagarVertical(Protocol[NagarVerticalParams]):
 
 
 PROTOCOLS.add("nagar-vertical", NagarVertical, NagarVerticalParams, NagarVertical.__doc__ or "")
+
+
+class _ModeAlias(NagarVertical):
+    """``nagar-vertical`` under another name that runs one ``mode`` only."""
+
+    mode: str = "vertical"
+
+    def __init__(self, params: NagarVerticalParams) -> None:
+        if params.mode != self.mode:
+            raise ConfigError(
+                "protocol.mode", f"{params.mode!r}; {self.name} runs mode {self.mode!r} only"
+            )
+        super().__init__(params)
+
+
+class NagarTransfer(_ModeAlias):
+    """Nagar's federated transfer learning (Liu et al. 2020) as nodes: source A (labels),
+    target B, coordinator C; ``nagar-vertical`` with ``mode: transfer``."""
+
+    name = "nagar-transfer"
+    mode = "transfer"
+
+
+class NagarSharing(_ModeAlias):
+    """Nagar's differential data sharing as nodes: IoT devices share Laplace-noised
+    readings, sealed or Shamir-split over gateways, with a trainer that fits the daily
+    cycle; ``nagar-vertical`` with ``mode: sharing``."""
+
+    name = "nagar-sharing"
+    mode = "sharing"
+
+
+PROTOCOLS.add("nagar-transfer", NagarTransfer, NagarVerticalParams, NagarTransfer.__doc__ or "")
+PROTOCOLS.add("nagar-sharing", NagarSharing, NagarVerticalParams, NagarSharing.__doc__ or "")

@@ -5,10 +5,11 @@ decryption and a Chaum-Pedersen proof (:mod:`fedledger.privacy.he.threshold`). T
 verifies each partial, and once it holds ``t`` valid ones it combines them itself, so no
 single node ever sees even a masked plaintext. Fewer than ``t`` holders learn nothing.
 
-A holder opens each (party, phase, step) at most once (``repeated_decryption``) and
-serves only the two parties (``not_a_party``). The fault ``wrong_partial`` makes a holder
-answer with the partial of a wrong share: its proof fails, the party counts
-``bad_partial`` and waits for the others, so with ``t < m`` the run completes.
+A holder opens each (party, phase, step) at most once (``repeated_decryption``), serves
+only the two parties (``not_a_party``) and nothing before the plan is on its chain
+(``unknown_plan``); it halts once the last round's block is. The fault ``wrong_partial``
+makes a holder answer with the partial of a wrong share: its proof fails, the party
+counts ``bad_partial`` and waits for the others, so with ``t < m`` the run completes.
 """
 
 from __future__ import annotations
@@ -27,33 +28,26 @@ from fedledger.privacy.he.threshold import (
     partial_decrypt,
     verify_partial,
 )
-from fedledger.protocols.base import EmitMetric, Halt, MessageReceived, NodeSetup, Send
-from fedledger.protocols.kit import KitNode, handles
+from fedledger.protocols.base import Effect, EmitMetric, MessageReceived, NodeSetup, Send, Start
+from fedledger.protocols.kit import handles
 from fedledger.protocols.kit.gate import Gate
+from fedledger.protocols.nagar_vertical.chained import ChainedNode
 from fedledger.protocols.nagar_vertical.hemat import EncArray, Opened
+from fedledger.protocols.nagar_vertical.ledger import RoundRecord
 from fedledger.protocols.nagar_vertical.messages import MaskedCipher, PartialOpening
+from fedledger.protocols.nagar_vertical.node_ids import (  # noqa: F401  (re-exported)
+    HOLDER_PREFIX,
+    holder_ids,
+    holder_index,
+)
 from fedledger.protocols.nagar_vertical.params import NagarVerticalParams
+from fedledger.protocols.nagar_vertical.vplan import REPORTERS, vertical_plan, vertical_rules
 from fedledger.protocols.nagar_vertical.wire import cipher_from
 from fedledger.seeding import derive_seed
 
-HOLDER_PREFIX = "holder-"
 ROLE_HOLDER = "key_holder"
 WRONG_PARTIAL = "wrong_partial"
 MAX_STEP = 1 << 20
-
-
-def holder_ids(m: int) -> tuple[str, ...]:
-    return tuple(f"{HOLDER_PREFIX}{i}" for i in range(1, m + 1))
-
-
-def holder_index(node_id: str, m: int) -> int | None:
-    """The share index of a holder id (1..m), None for any other id."""
-    if not node_id.startswith(HOLDER_PREFIX):
-        return None
-    tail = node_id[len(HOLDER_PREFIX) :]
-    if not tail.isdigit() or not 1 <= int(tail) <= m or str(int(tail)) != tail:
-        return None
-    return int(tail)
 
 
 @dataclass
@@ -97,8 +91,9 @@ class Collector:
         return msg.phase, msg.step, Opened(masked.scale, values.reshape(masked.shape))
 
 
-class KeyHolderNode(KitNode[NagarVerticalParams]):
-    """One committee member: partially decrypts each masked cipher once, with a proof."""
+class KeyHolderNode(ChainedNode):
+    """One committee member: partially decrypts each masked cipher once, with a proof,
+    once the plan is on its chain; halts when the last round's block is."""
 
     def __init__(
         self,
@@ -115,6 +110,20 @@ class KeyHolderNode(KitNode[NagarVerticalParams]):
         self.parties = parties
         self.rng = SeededRandom(derive_seed(setup.seed, "nagar-vertical", setup.node_id), "pd")
         self.served: set[tuple[str, str, int]] = set()
+        self.init_ledger(vertical_plan(setup), REPORTERS, vertical_rules)
+
+    def on_start(self, event: Start) -> list[Effect]:
+        out = self.start_ledger(event.time)
+        return self.block_stored(None) if self.ledger.done else out
+
+    def progress(self) -> tuple[object, ...]:
+        return (*super().progress(), len(self.served))
+
+    def block_stored(self, rec: RoundRecord | None) -> list[Effect]:
+        if not self.ledger.done:
+            return []
+        epochs = self.setup.horizon.length
+        return self.halt(extra=(EmitMetric("decryptions", float(len(self.served)), epochs),))
 
     @handles(MaskedCipher)
     def on_masked(self, event: MessageReceived) -> list:  # type: ignore[type-arg]
@@ -122,6 +131,7 @@ class KeyHolderNode(KitNode[NagarVerticalParams]):
         assert isinstance(msg, MaskedCipher)
         if event.sender not in self.parties:
             raise self.gate.fail("not_a_party", f"masked cipher from {event.sender}")
+        self.ledger.require_plan("a partial decryption")
         if msg.phase not in ("train", "eval") or not 0 <= msg.step < MAX_STEP:
             raise self.gate.fail("wrong_step", f"{msg.phase!r} step {msg.step}")
         key = (event.sender, msg.phase, msg.step)
@@ -133,11 +143,6 @@ class KeyHolderNode(KitNode[NagarVerticalParams]):
             raise self.gate.fail("bad_cipher", str(exc)) from None
         self.served.add(key)
         part = partial_decrypt(self.public, self.share, [int(c) for c in arr.values.flat], self.rng)
-        out: list = [  # type: ignore[type-arg]
+        return [
             Send(event.sender, PartialOpening(msg.phase, msg.step, part.to_bytes(self.public.n)))
         ]
-        if msg.phase == "eval" and event.sender == self.parties[1]:
-            epochs = self.setup.horizon.length
-            out += [EmitMetric("decryptions", float(len(self.served)), epochs),
-                    *self.gate.new_metrics(epochs), Halt()]  # fmt: skip
-        return out

@@ -35,7 +35,7 @@ import numpy as np
 
 from fedledger.errors import ConfigError
 from fedledger.protocols.nagar_vertical.data import FeatureSplit
-from fedledger.protocols.nagar_vertical.hemat import Context, Decryptor
+from fedledger.protocols.nagar_vertical.hemat import Array, Context, Decryptor
 from fedledger.protocols.nagar_vertical.vfl import Transcript
 
 
@@ -71,7 +71,7 @@ class Source:
     """Party A: features and labels of its samples; ``own`` holds its key, ``peer`` B's."""
 
     def __init__(self, split: FeatureSplit, common: tuple[str, ...], p: FtlParams,
-                 own: Context, peer: Context, key: Decryptor) -> None:  # fmt: skip
+                 own: Context, peer: Context, key: Decryptor | None = None) -> None:  # fmt: skip
         assert split.a.y is not None
         self.p, self.own, self.peer, self.key = p, own, peer, key
         self.x, self.y = split.a.x, split.a.y.astype(np.float64)
@@ -83,6 +83,10 @@ class Source:
 
     def centroid(self) -> np.ndarray:
         return self.w.T @ self.s
+
+    def encrypted_centroid(self) -> Array:
+        """``[[w]]`` under A's own context: what B needs to score its samples."""
+        return self.own.encrypt(self.centroid())
 
     def terms(self) -> tuple:  # type: ignore[type-arg]
         w = self.centroid()
@@ -111,7 +115,7 @@ class Target:
     """Party B: features only (its labels are the evaluation's)."""
 
     def __init__(self, split: FeatureSplit, common: tuple[str, ...], p: FtlParams,
-                 own: Context, peer: Context, key: Decryptor) -> None:  # fmt: skip
+                 own: Context, peer: Context, key: Decryptor | None = None) -> None:  # fmt: skip
         self.p, self.own, self.peer, self.key = p, own, peer, key
         self.xc = split.b.rows(common)
         rng = np.random.default_rng([p.seed, 2])
@@ -135,6 +139,10 @@ class Target:
         self._mask = None
         self.w = self.w - self.p.lr * grad
 
+    def masked_scores(self, enc_w: Array, x: np.ndarray) -> tuple[Array, np.ndarray]:
+        """``[[phi]] + R`` for rows ``x`` (``phi = x W_B . w``) from A's ``[[w]]``, and R."""
+        return self.peer.mask(self.peer.lin(x @ self.w, enc_w))
+
 
 def train_transfer(
     split: FeatureSplit,
@@ -149,6 +157,7 @@ def train_transfer(
     a = Source(split, common, params, contexts[0], contexts[1], keys[0])
     b = Target(split, common, params, contexts[2], contexts[3], keys[1])
     log = Transcript()
+    assert a.key is not None and b.key is not None
     for it in range(params.iterations):
         t1, t2 = a.terms()
         s1, s2 = b.terms()

@@ -1,10 +1,12 @@
-"""Messages of ``nagar-vertical``: PSI, encrypted scores and residuals, masked gradients."""
+"""Messages of ``nagar-vertical``: PSI, encrypted scores and residuals, masked gradients,
+and the chain's blocks and signed results (:mod:`.ledger`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from fedledger.codec import record
+from fedledger.ledger.records import Block, Transaction
 from fedledger.protocols.base import Message
 
 
@@ -72,3 +74,20 @@ class PartialOpening(Message):
     phase: str
     step: int
     partial: bytes
+
+
+@record("nagar_vertical.LedgerBlock")
+@dataclass(frozen=True)
+class LedgerBlock(Message):
+    """Sequencer -> every other party: a block of the run's chain (the plan block or a
+    round's results), to verify and store (:mod:`.ledger`)."""
+
+    block: Block
+
+
+@record("nagar_vertical.ResultTx")
+@dataclass(frozen=True)
+class ResultTx(Message):
+    """Party -> sequencer: its signed result of a round (a ``nagar_parties.result``)."""
+
+    tx: Transaction

@@ -1,14 +1,21 @@
-"""The three nodes of ``nagar-vertical``: party A, party B (labels) and coordinator C.
+"""The parties of ``nagar-vertical``: party A and party B (labels); the coordinator C is in
+:mod:`.coordinator`, the key holders in :mod:`.committee`.
 
 The exchange is :mod:`.vfl`'s, one message per arrow, so the simulator run computes the
 same weights as :func:`~fedledger.protocols.nagar_vertical.vfl.train_vertical` with the
 same seeds:
 
+0. the sequencer's plan block; each party checks it against its own params and data
+   (:mod:`.chained`, :mod:`.vplan`) and starts only then;
 1. A <-> B: DH-PSI (two messages each way); both derive the aligned train/test ids;
 2. per step: A -> B ``EncScores``; B -> A ``EncResidual`` and B -> C ``MaskedCipher``;
    A -> C ``MaskedCipher``; C -> A, C -> B ``Opening``; each party then moves;
 3. evaluation: A -> B ``EncScores("eval")`` of the test rows; B -> C the masked
    ``[[u + v]]``; C -> B the opening; B scores its test labels and emits ``accuracy``.
+
+At the end of each epoch each party signs its result (the digest of its weights, steps,
+openings; B's last one holds the accuracy) for the sequencer's round block, and halts once
+the last round's block is on its chain.
 
 B handles the next ``EncScores`` only after its own update (a queue), so both parties
 always use the weights of the same step. Everything a node refuses is counted: a sender
@@ -20,213 +27,30 @@ the same (party, phase, step) (``repeated_decryption``), repeated PSI (``repeate
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-from phe import PaillierPrivateKey
 
-from fedledger.crypto.psi import BlindedSet, PsiError, PsiParty, Reblinded, scalar_from_seed
-from fedledger.privacy.he.errors import HeError
-from fedledger.privacy.he.rand import SeededRandom
-from fedledger.privacy.he.threshold import KeyShare, ThresholdPublicKey
-from fedledger.protocols.base import EmitMetric, Halt, MessageReceived, NodeSetup, Send, Start
-from fedledger.protocols.kit import REFUSED, KitNode, handles
-from fedledger.protocols.nagar_vertical.committee import Collector, holder_ids
-from fedledger.protocols.nagar_vertical.data import FeatureSplit, PartyData, is_test_id
-from fedledger.protocols.nagar_vertical.hemat import EncArray, KeyHolder, Opened, PaillierContext
-from fedledger.protocols.nagar_vertical.messages import (
-    EncResidual,
-    EncScores,
-    MaskedCipher,
-    Opening,
-    PartialOpening,
-    PsiBlinded,
-    PsiReblinded,
+from fedledger.protocols.base import EmitMetric, MessageReceived, NodeSetup, Send
+from fedledger.protocols.kit import REFUSED, handles
+from fedledger.protocols.nagar_vertical.hemat import Opened
+from fedledger.protocols.nagar_vertical.messages import EncResidual, EncScores
+from fedledger.protocols.nagar_vertical.node_ids import (  # noqa: F401  (re-exported)
+    A_ID,
+    B_ID,
+    C_ID,
+    DOMAIN,
+    ROLE_A,
+    ROLE_B,
+    ROLE_C,
 )
 from fedledger.protocols.nagar_vertical.params import NagarVerticalParams
-from fedledger.protocols.nagar_vertical.vfl import (
-    FeatureParty,
-    LabelParty,
-    VflParams,
-    batches,
+from fedledger.protocols.nagar_vertical.party import (  # noqa: F401  (re-exported)
+    MAX_STEP,
+    PartyNode,
+    Shared,
+    vfl_params,
 )
-from fedledger.protocols.nagar_vertical.wire import (
-    cipher_bytes,
-    cipher_from,
-    opened_bytes,
-    opened_from,
-)
-from fedledger.seeding import derive_seed
-
-A_ID, B_ID, C_ID = "party-a", "party-b", "coordinator"
-ROLE_A, ROLE_B, ROLE_C = "party_a", "party_b", "coordinator"
-DOMAIN = "nagar-vertical"
-MAX_STEP = 1 << 20
-
-
-@dataclass(frozen=True)
-class Shared:
-    """What the simulation's dealer hands out: the data split and the decryption key, whole
-    (coordinator mode) or as threshold shares (committee mode)."""
-
-    split: FeatureSplit
-    private_key: PaillierPrivateKey | None = None
-    committee: tuple[ThresholdPublicKey, tuple[KeyShare, ...]] | None = None
-
-    @property
-    def n(self) -> int:
-        if self.committee is not None:
-            return int(self.committee[0].n)
-        assert self.private_key is not None
-        return int(self.private_key.public_key.n)
-
-
-def vfl_params(setup: NodeSetup[NagarVerticalParams]) -> VflParams:
-    p = setup.params
-    return VflParams(setup.horizon.length, p.batch_size, p.lr, p.l2, p.test_fraction, setup.seed)
-
-
-class PartyNode(KitNode[NagarVerticalParams]):
-    """PSI and alignment, shared by both parties."""
-
-    def __init__(self, setup: NodeSetup[NagarVerticalParams], shared: Shared) -> None:
-        super().__init__(setup)
-        self.shared = shared
-        self.is_a = setup.node_id == A_ID
-        self.peer = B_ID if self.is_a else A_ID
-        self.data: PartyData = shared.split.a if self.is_a else shared.split.b
-        self.vp = vfl_params(setup)
-        key_seed = f"{derive_seed(setup.seed, DOMAIN, 'psi', setup.node_id)}".encode()
-        self.psi = PsiParty(self.data.ids, scalar_from_seed(key_seed))
-        rng = SeededRandom(derive_seed(setup.seed, DOMAIN, "he", setup.node_id), "ctx")
-        self.ctx = PaillierContext(shared.n, setup.params.frac_bits, rng)
-        self._reblinded = False
-        self._reply: PsiReblinded | None = None
-        self.train_ids: tuple[str, ...] = ()
-        self.test_ids: tuple[str, ...] = ()
-        self.steps: list[np.ndarray] = []
-        self.step = 0
-        self.collector = (
-            None if shared.committee is None else Collector(shared.committee[0], self.gate)
-        )
-
-    def _from_peer(self, event: MessageReceived) -> None:
-        if event.sender != self.peer:
-            name = type(event.message).__name__
-            raise self.gate.fail("not_the_peer", f"{name} from {event.sender}")
-
-    def _cipher(self, data: bytes, shape: tuple[int, ...]) -> EncArray:
-        try:
-            arr = cipher_from(data, self.shared.n)
-        except HeError as exc:
-            raise self.gate.fail("bad_cipher", str(exc)) from None
-        if arr.shape != shape:
-            raise self.gate.fail("bad_shape", f"{arr.shape}; expected {shape}")
-        return arr
-
-    def _opened(self, data: bytes, shape: tuple[int, ...]) -> Opened:
-        try:
-            opened = opened_from(data, self.shared.n)
-        except HeError as exc:
-            raise self.gate.fail("bad_cipher", str(exc)) from None
-        if opened.shape != shape:
-            raise self.gate.fail("bad_shape", f"{opened.shape}; expected {shape}")
-        return opened
-
-    def request(self, phase: str, step: int, masked: EncArray) -> list:  # type: ignore[type-arg]
-        """Send a masked cipher to the coordinator, or to every committee member."""
-        msg = MaskedCipher(phase, step, cipher_bytes(masked))
-        if self.collector is None:
-            return [Send(C_ID, msg)]
-        self.collector.request(phase, step, masked)
-        return [Send(h, msg) for h in holder_ids(self.collector.public.m)]
-
-    @handles(Opening)
-    def on_opening(self, event: MessageReceived) -> list:  # type: ignore[type-arg]
-        msg = event.message
-        assert isinstance(msg, Opening)
-        if self.collector is not None or event.sender != C_ID:
-            raise self.gate.fail("not_the_peer", f"Opening from {event.sender}")
-        shape = self.expected_shape(msg.phase, msg.step)
-        return self.on_opened(msg.phase, msg.step, self._opened(msg.values, shape))
-
-    @handles(PartialOpening)
-    def on_partial(self, event: MessageReceived) -> list:  # type: ignore[type-arg]
-        msg = event.message
-        assert isinstance(msg, PartialOpening)
-        if self.collector is None:
-            raise self.gate.fail("not_the_peer", f"PartialOpening from {event.sender}")
-        shape = self.expected_shape(msg.phase, msg.step)
-        done = self.collector.receive(event.sender, msg)
-        if done is None:
-            return []
-        phase, step, opened = done
-        if opened.shape != shape:
-            raise self.gate.fail("bad_shape", f"{opened.shape}; expected {shape}")
-        return self.on_opened(phase, step, opened)
-
-    def expected_shape(self, phase: str, step: int) -> tuple[int, ...]:
-        """The shape of the opening this node waits for; refuses any other (phase, step)."""
-        raise self.gate.fail("wrong_step", f"opening of {phase!r} step {step}")
-
-    def on_opened(self, phase: str, step: int, opened: Opened) -> list:  # type: ignore[type-arg]
-        return []
-
-    def on_start(self, event: Start) -> list:  # type: ignore[type-arg]
-        return [Send(self.peer, PsiBlinded(self.psi.blinded().points))]
-
-    @handles(PsiBlinded)
-    def on_blinded(self, event: MessageReceived) -> list:  # type: ignore[type-arg]
-        self._from_peer(event)
-        if self._reblinded:
-            raise self.gate.fail("repeated_psi", "a second blinded set")
-        msg = event.message
-        assert isinstance(msg, PsiBlinded)
-        if not msg.points:
-            raise self.gate.fail("bad_psi", "an empty blinded set: no id can be aligned")
-        try:
-            reply = self.psi.reblind(BlindedSet(msg.points))
-        except PsiError as exc:
-            raise self.gate.fail("bad_psi", str(exc)) from None
-        self._reblinded = True
-        return [Send(self.peer, PsiReblinded(reply.points)), *self._maybe_align()]
-
-    @handles(PsiReblinded)
-    def on_reblinded(self, event: MessageReceived) -> list:  # type: ignore[type-arg]
-        self._from_peer(event)
-        msg = event.message
-        assert isinstance(msg, PsiReblinded)
-        if self._reply is not None:
-            raise self.gate.fail("repeated_psi", "a second reply")
-        if len(msg.points) != len(self.data.ids):
-            raise self.gate.fail("bad_psi", f"{len(msg.points)} points for {len(self.data.ids)}")
-        self._reply = msg
-        return self._maybe_align()
-
-    def _maybe_align(self) -> list:  # type: ignore[type-arg]
-        if not self._reblinded or self._reply is None or self.train_ids:
-            return []
-        try:
-            result = self.psi.finish(Reblinded(self._reply.points))
-        except PsiError as exc:
-            self._reply = None
-            raise self.gate.fail("bad_psi", str(exc)) from None
-        ids = tuple(sorted(i.decode() for i in result.intersection))  # as vfl.align orders them
-        self.test_ids = tuple(i for i in ids if is_test_id(i, self.vp.seed, self.vp.test_fraction))
-        test = set(self.test_ids)
-        self.train_ids = tuple(i for i in ids if i not in test)
-        if not self.train_ids or not self.test_ids:
-            raise self.gate.fail("empty_alignment", f"{len(ids)} common ids")
-        n_train = len(self.train_ids)
-        self.steps = [b for e in range(self.vp.epochs) for b in batches(n_train, self.vp, e)]
-        metric = EmitMetric("psi_intersection", float(len(ids)), 0)
-        return [metric, *self.aligned()]
-
-    def aligned(self) -> list:  # type: ignore[type-arg]
-        return []
-
-    def finish(self, extra: list) -> list:  # type: ignore[type-arg]
-        return [*extra, *self.gate.new_metrics(self.vp.epochs), Halt()]
+from fedledger.protocols.nagar_vertical.vfl import FeatureParty, LabelParty
+from fedledger.protocols.nagar_vertical.wire import cipher_bytes
 
 
 class PartyA(PartyNode):
@@ -239,6 +63,8 @@ class PartyA(PartyNode):
 
     def aligned(self) -> list:  # type: ignore[type-arg]
         self.party = FeatureParty("A", self.data.rows(self.train_ids), self.ctx, self.vp)
+        if self.resume_w is not None:
+            self.party.w = self.resume_w
         return self._scores()
 
     def _scores(self) -> list:  # type: ignore[type-arg]
@@ -267,13 +93,16 @@ class PartyA(PartyNode):
 
     def on_opened(self, phase: str, step: int, opened: Opened) -> list:  # type: ignore[type-arg]
         assert self.party is not None
+        self.openings += 1
         self.party.step(opened, len(self.steps[self.step]))
         self.step += 1
+        out = self.after_step()
         if self.step < len(self.steps):
-            return self._scores()
+            return out + self._scores()
         self.waiting = "done"
+        self.finished = True
         enc = self.ctx.encrypt(self.data.rows(self.test_ids) @ self.party.w)
-        return self.finish([Send(B_ID, EncScores("eval", 0, cipher_bytes(enc)))])
+        return [*out, Send(B_ID, EncScores("eval", 0, cipher_bytes(enc)))]
 
 
 class PartyB(PartyNode):
@@ -291,6 +120,9 @@ class PartyB(PartyNode):
     def aligned(self) -> list:  # type: ignore[type-arg]
         y = self.data.labels(self.train_ids)
         self.party = LabelParty("B", self.data.rows(self.train_ids), y, self.ctx, self.vp)
+        if self.resume_w is not None:
+            self.party.w = self.resume_w
+            self.scores_seen = self.step
         return self._drain()
 
     @handles(EncScores)
@@ -345,51 +177,15 @@ class PartyB(PartyNode):
 
     def on_opened(self, phase: str, step: int, opened: Opened) -> list:  # type: ignore[type-arg]
         assert self.party is not None and self.busy
+        self.openings += 1
         if phase == "eval" and self._eval_mask is not None:
             scores = self.ctx.unmask(opened, self._eval_mask)
             truth = self.data.labels(self.test_ids)
             acc = float(np.mean(np.where(scores >= 0, 1, -1) == truth))
             self.busy = False
-            return self.finish([EmitMetric("accuracy", acc, self.vp.epochs)])
+            self.finished = True
+            return [EmitMetric("accuracy", acc, self.vp.epochs), *self.report(len(self.ends), acc)]
         self.party.step(opened, len(self.steps[self.step]))
         self.step += 1
         self.busy = False
-        return self._drain()
-
-
-class Coordinator(KitNode[NagarVerticalParams]):
-    """Hardy et al.'s C: decrypts each masked cipher once and returns it to its sender."""
-
-    def __init__(self, setup: NodeSetup[NagarVerticalParams], shared: Shared) -> None:
-        super().__init__(setup)
-        assert shared.private_key is not None, "coordinator mode deals a whole key"
-        self.key = KeyHolder(shared.private_key)
-        self.n = shared.n
-        self.opened: set[tuple[str, str, int]] = set()
-
-    @handles(MaskedCipher)
-    def on_masked(self, event: MessageReceived) -> list:  # type: ignore[type-arg]
-        msg = event.message
-        assert isinstance(msg, MaskedCipher)
-        if event.sender not in (A_ID, B_ID):
-            raise self.gate.fail("not_a_party", f"masked cipher from {event.sender}")
-        if msg.phase not in ("train", "eval") or not 0 <= msg.step < MAX_STEP:
-            raise self.gate.fail("wrong_step", f"{msg.phase!r} step {msg.step}")
-        if msg.phase == "eval" and (event.sender != B_ID or msg.step != 0):
-            raise self.gate.fail("wrong_step", f"eval opening for {event.sender}")
-        key = (event.sender, msg.phase, msg.step)
-        if key in self.opened:
-            raise self.gate.fail("repeated_decryption", f"{key}")
-        try:
-            arr = cipher_from(msg.cipher, self.n)
-        except HeError as exc:
-            raise self.gate.fail("bad_cipher", str(exc)) from None
-        self.opened.add(key)
-        opening = self.key.open(arr)
-        reply = Opening(msg.phase, msg.step, opened_bytes(opening, self.n))
-        out: list = [Send(event.sender, reply)]  # type: ignore[type-arg]
-        if msg.phase == "eval":
-            epochs = self.setup.horizon.length
-            out += [EmitMetric("decryptions", float(self.key.decryptions), epochs),
-                    *self.gate.new_metrics(epochs), Halt()]  # fmt: skip
-        return out
+        return self.after_step() + self._drain()

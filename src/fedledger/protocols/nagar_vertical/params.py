@@ -21,6 +21,15 @@ class NagarVerticalParams(BaseModel):
     decryptor: ``coordinator`` (Hardy et al.'s C holds the whole key; ``nodes.count`` 3) or
         ``committee`` (``committee`` key holders with t = ``threshold`` of them needed,
         threshold Paillier with proofs; ``nodes.count`` = 2 + ``committee``).
+    mode: ``vertical`` (the above), ``transfer`` (federated transfer learning, Liu et al.
+        2020: source A with labels, target B, coordinator C; ``nodes.count`` 3; ``rounds``
+        = epochs, one full-batch step over the overlap each; keys ``overlap``,
+        ``features_a``, ``dim`` (r), ``gamma``, ``l2`` (lambda), ``lr``, ``key_bits``,
+        ``frac_bits``) or ``sharing`` (IoT differential data sharing: ``devices`` IoT nodes,
+        a trainer and, with ``transport: shamir``, ``gateways`` gateway nodes of which
+        ``gateway_threshold`` reconstruct; ``rounds`` = hours of readings, one each
+        ``hour_seconds`` of virtual time; ``epsilon_reading``, ``epsilon_total``,
+        ``per_work``; ``nodes.count`` = devices + 1 (+ gateways with shamir)).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,6 +45,19 @@ class NagarVerticalParams(BaseModel):
     decryptor: Literal["coordinator", "committee"] = "coordinator"
     committee: int = Field(3, ge=1, le=16)
     threshold: int = Field(2, ge=1, le=16)
+    mode: Literal["vertical", "transfer", "sharing"] = "vertical"
+    # transfer mode (Liu et al. 2020)
+    dim: int = Field(4, ge=1, le=64)
+    gamma: float = Field(0.3, ge=0.0)
+    # sharing mode (IoT differential data sharing)
+    devices: int = Field(4, ge=1, le=1000)
+    gateways: int = Field(3, ge=1, le=32)
+    gateway_threshold: int = Field(2, ge=1, le=32)
+    transport: Literal["sealed", "shamir"] = "shamir"
+    epsilon_reading: float = Field(1.0, gt=0.0)
+    epsilon_total: float = Field(100.0, gt=0.0)
+    per_work: float = Field(1.0, ge=0.0)
+    hour_seconds: float = Field(1.0, gt=0.0)
 
     @model_validator(mode="after")
     def _threshold_fits(self) -> NagarVerticalParams:
@@ -43,4 +65,11 @@ class NagarVerticalParams(BaseModel):
             raise ValueError(
                 f"threshold={self.threshold} > committee={self.committee}; allowed: t <= m"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _mode_keys(self) -> NagarVerticalParams:
+        from fedledger.protocols.nagar_vertical.mode_params import check_mode
+
+        check_mode(self)
         return self

@@ -183,6 +183,27 @@ def share_reading(
     ]
 
 
+def open_sealed(key: PrivateKey, ciphertext: bytes, features: int) -> tuple[int, int, np.ndarray]:
+    """(device, hour, values) of a sealed reading; CryptoError if the box does not open,
+    ConfigError if its body has the wrong length."""
+    body = SealedBox(key).decrypt(ciphertext)
+    if len(body) != _READING.size + 8 * features:
+        raise ConfigError("reading", f"{len(body)} bytes; expected {_READING.size + 8 * features}")
+    device, hour = _READING.unpack_from(body)
+    return device, hour, np.frombuffer(body[_READING.size :], dtype=">f8").astype(np.float64)
+
+
+def reconstruct_values(shares: dict[int, tuple[int, ...]], t: int) -> np.ndarray:
+    """The feature values from gateway index -> per-feature shares (ShamirError if fewer
+    than ``t``, or if shares beyond the first ``t`` are off their polynomial)."""
+    xs = list(shares)
+    features = len(shares[xs[0]])
+    return np.array([
+        _decode(reconstruct([Share(x, shares[x][k]) for x in xs], t, PRIME))
+        for k in range(features)
+    ])  # fmt: skip
+
+
 @dataclass
 class Trainer:
     """Receives readings, fits each feature's daily cycle, counts its work."""
@@ -193,37 +214,61 @@ class Trainer:
     work: int = 0
 
     def receive_sealed(self, msg: SealedReading) -> None:
-        body = SealedBox(self.key).decrypt(msg.ciphertext)
-        device, hour = _READING.unpack_from(body)
-        self.readings[(device, hour)] = np.frombuffer(body[_READING.size :], dtype=">f8").copy()
+        device, hour, values = open_sealed(self.key, msg.ciphertext, len(self.plan.features))
+        self.readings[(device, hour)] = values
 
     def receive_shares(self, shares: list[GatewayShare]) -> None:
         """Reconstruct from (at least ``threshold``) gateways' shares of one reading."""
         first = shares[0]
         if any((s.device, s.hour) != (first.device, first.hour) for s in shares):
             raise ConfigError("shares", "shares of different readings cannot be combined")
-        values = [
-            _decode(reconstruct([Share(s.x, s.ys[k]) for s in shares], self.plan.threshold, PRIME))
-            for k in range(len(first.ys))
-        ]
-        self.readings[(first.device, first.hour)] = np.array(values)
+        got = {s.x: s.ys for s in shares}
+        self.readings[(first.device, first.hour)] = reconstruct_values(got, self.plan.threshold)
 
     def fit(self) -> np.ndarray:
-        """Least-squares coefficients (3 x features) of the daily cycle over all readings."""
-        keys = sorted(self.readings)
-        if not keys:
-            raise ConfigError("trainer", "no reading arrived (every device out of budget?)")
-        hours = np.array([h for _, h in keys], dtype=np.float64)
-        phase = 2 * math.pi * (hours - 9.0) / 24.0
-        design = np.stack([np.ones_like(hours), np.sin(phase), np.cos(phase)], 1)
-        target = np.stack([self.readings[k] for k in keys])
-        self.work += len(keys)
-        coef, *_ = np.linalg.lstsq(design, target, rcond=None)
-        return np.asarray(coef)
+        """Least-squares coefficients (3 x features) of the daily cycle over all readings;
+        ``work`` counts each reading processed once, however often the trainer refits."""
+        coef = fit_cycle(self.readings)
+        self.work = len(self.readings)
+        return coef
 
     @property
     def reward(self) -> float:
         return self.plan.per_work * self.work
+
+
+def _design(hours: np.ndarray) -> np.ndarray:
+    phase = 2 * math.pi * (hours - 9.0) / 24.0
+    return np.stack([np.ones_like(hours), np.sin(phase), np.cos(phase)], 1)
+
+
+def fit_cycle(readings: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
+    """Least-squares ``a + b sin + c cos`` of the hour (3 x features), readings in key order."""
+    keys = sorted(readings)
+    if not keys:
+        raise ConfigError("trainer", "no reading arrived (every device out of budget?)")
+    hours = np.array([h for _, h in keys], dtype=np.float64)
+    target = np.stack([readings[k] for k in keys])
+    coef, *_ = np.linalg.lstsq(_design(hours), target, rcond=None)
+    return np.asarray(coef)
+
+
+def cycle_rmse(coef: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per feature, the RMSE over 24 hours of the fitted cycle against the devices' mean
+    noise-free cycle (the evaluation's ground truth, never a node's input)."""
+    grid = np.arange(24, dtype=np.float64)
+    truth = np.mean([diurnal(grid, o) for o in offsets], axis=0)
+    return np.asarray(np.sqrt(np.mean((_design(grid) @ coef - truth) ** 2, axis=0)))
+
+
+def device_rngs(seed: int, device: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """A device's two seeded streams: its Laplace noise and its Shamir coefficients."""
+    return np.random.default_rng([seed, 2, device]), np.random.default_rng([seed, 3, device])
+
+
+def trainer_key(seed: int) -> PrivateKey:
+    """The trainer's X25519 key (the simulation dealer's, from the seed)."""
+    return PrivateKey(np.random.default_rng([seed, 1]).bytes(32))
 
 
 @dataclass(frozen=True)
@@ -241,11 +286,9 @@ class SharingResult:
 def run_sharing(plan: SharingPlan, devices: int, hours: int, seed: int) -> SharingResult:
     """Devices stream ``hours`` readings to one trainer; the trainer fits the daily cycle."""
     streams, offsets = sensor_streams(devices, hours, seed)
-    rng = np.random.default_rng([seed, 1])
-    iot = [
-        IotDevice(d, streams[d], plan, np.random.default_rng([seed, 2, d])) for d in range(devices)
-    ]
-    trainer = Trainer(plan, PrivateKey(rng.bytes(32)))
+    rngs = [device_rngs(seed, d) for d in range(devices)]
+    iot = [IotDevice(d, streams[d], plan, rngs[d][0]) for d in range(devices)]
+    trainer = Trainer(plan, trainer_key(seed))
     gateways: list[list[GatewayShare]] = [[] for _ in range(plan.gateways)]
     relay: list[SealedReading] = []
     for hour in range(hours):
@@ -258,16 +301,12 @@ def run_sharing(plan: SharingPlan, devices: int, hours: int, seed: int) -> Shari
                 relay.append(msg)
                 trainer.receive_sealed(msg)
             else:
-                shares = share_reading(dev.index, hour, values, plan, rng)
+                shares = share_reading(dev.index, hour, values, plan, rngs[dev.index][1])
                 for g, s in enumerate(shares):
                     gateways[g].append(s)
                 trainer.receive_shares(shares[: plan.threshold])
     coef = trainer.fit()
-    grid = np.arange(24, dtype=np.float64)
-    truth = np.mean([diurnal(grid, o) for o in offsets], axis=0)
-    phase = 2 * math.pi * (grid - 9.0) / 24.0
-    fitted = np.stack([np.ones_like(grid), np.sin(phase), np.cos(phase)], 1) @ coef
-    rmse = np.sqrt(np.mean((fitted - truth) ** 2, axis=0))
+    rmse = cycle_rmse(coef, offsets)
     return SharingResult(
         coef, rmse, len(trainer.readings), sum(d.refused_budget for d in iot),
         tuple(d.epsilon_spent for d in iot), trainer.reward,
