@@ -104,11 +104,12 @@ class Modes:
                 *(NodePlan(k, role, False, (A_ID, B_ID)) for k in keys),
             ]
         iot, gateways = iot_ids(p.devices), gateway_ids(p)
-        first_hop = gateways or (TRAINER_ID,)
+        # readings go to the gateways (shamir) or the trainer (sealed); every node is also
+        # a peer of the trainer, the sequencer whose plan and round blocks it stores
         return [
-            *(NodePlan(d, ROLE_IOT, False, first_hop) for d in iot),
+            *(NodePlan(d, ROLE_IOT, False, (*gateways, TRAINER_ID)) for d in iot),
             *(NodePlan(g, ROLE_GATEWAY, False, (*iot, TRAINER_ID)) for g in gateways),
-            NodePlan(TRAINER_ID, ROLE_TRAINER, False, gateways or iot),
+            NodePlan(TRAINER_ID, ROLE_TRAINER, False, (*gateways, *iot)),
         ]
 
     def horizon(self, rounds: int) -> Horizon:
