@@ -19,6 +19,9 @@
 - Record sizes (canonical CBOR, Ed25519) against the paper's 430 / 589 / 613 bytes.
 - Final accuracy (the paper reports none): configs/mudfl-quick.yaml beside vanilla
   FedAvg on the same data and settings (skipped with --quick).
+- ``--localnet``: Fig. 4 and Tables IV-V measured on real localnets (node processes on
+  127.0.0.1, the load generator of mudfl/load.py; benchmarks/mudfl_localnet.py), for
+  K in ``--ks`` at ``--fig4-tps``, 1 TPS and each of ``--loads``; off with --quick.
 
 The paper ran on Raspberry Pi 4s over a LAN with RSA and Flask; absolute timings are
 not comparable, the trends are.
@@ -47,6 +50,7 @@ from fedledger.experiment.runner import simulator_for
 from fedledger.ledger.records import Block, ModelRef, Transaction, record_id, sign
 from fedledger.ledger.verify import Verifier
 from fedledger.protocols.mudfl import chain as mchain
+from fedledger.protocols.mudfl import faults_grind, poc
 from fedledger.protocols.mudfl.cipher import ModelCipher
 from fedledger.protocols.mudfl.credits import adversary_control
 from fedledger.protocols.mudfl.messages import MODEL_TX, LinkVote, ModelUpdate, PocClaim
@@ -240,7 +244,18 @@ def accuracy() -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="K = 4, 8, few slots; no accuracy")
+    ap.add_argument("--localnet", action="store_true", help="also measure on localnets")
+    ap.add_argument("--only-localnet", action="store_true", help="only the localnet part")
+    ap.add_argument("--ks", default="4,8,12,16,20", help="committee sizes of the localnets")
+    ap.add_argument("--loads", default="100,200,500,1000,2400", help="offered tx/s, largest K")
+    ap.add_argument("--fig4-tps", type=float, default=100.0, help="offered tx/s for Fig. 4")
+    ap.add_argument("--delta", type=float, default=0.5, help="T_delta of the localnets, s")
+    ap.add_argument("--slots", type=int, default=20, help="slots per localnet run")
+    ap.add_argument("--out", type=Path, default=None, help="localnet run directories")
     args = ap.parse_args()
+    if args.only_localnet:
+        localnet_part(args)
+        return
     torch.set_num_threads(1)  # the clients' training is not what is timed here
     ks = (4, 8) if args.quick else (4, 8, 12, 16, 20)
     slots = 8 if args.quick else 20
@@ -325,12 +340,40 @@ def main() -> None:
         )
     print("paper: P_M(20, 0.4) <= 0.25")
 
+    grind_slots = 200 if args.quick else 1000
+    print(
+        f"\nPoC grinding (spec 4; not in the paper): a proposer of share 1/4 tries up to n"
+        f" transaction lists per slot, {grind_slots} slots, 8 pooled transactions"
+    )
+    print(f"{'poc_input':<10} {'tries':>5} {'grinder':>8} {'honest':>7} {'advantage':>9}")
+    for mode in (poc.TXS, poc.VRF):
+        for tries in (1, 4, 16):
+            g = faults_grind.measure(mode, tries=tries, pool=8, slots=grind_slots, seed=0)
+            print(
+                f"{mode:<10} {tries:>5} {g.grinder_rate:8.3f} {g.honest_rate:7.3f}"
+                f" {g.advantage:9.2f}"
+            )
+    print("(advantage: the grinder's win rate over its credit share; vrf: hc is a VRF output)")
+
     if args.quick:
         print("\nFinal accuracy: skipped with --quick (full run: configs/mudfl-quick.yaml)")
+        print("Localnet measurements: off with --quick (run with --localnet)")
         return
+    if args.localnet:
+        localnet_part(args)
     ours_acc, vanilla_acc = accuracy()
     print("\nFinal accuracy (paper: none reported)")
     print(f"{'mudfl-quick':<16} {ours_acc:.4f}\n{'vanilla, same':<16} {vanilla_acc:.4f}")
+
+
+def localnet_part(args: argparse.Namespace) -> None:
+    import mudfl_localnet  # benchmarks/, next to this script
+
+    ks = [int(x) for x in args.ks.split(",")]
+    loads = [float(x) for x in args.loads.split(",")]
+    root = args.out or Path(tempfile.mkdtemp(prefix="mudfl-localnet-"))
+    mudfl_localnet.report(ks, loads, args.delta, args.slots, root, args.fig4_tps)
+    print(f"run directories: {root}")
 
 
 if __name__ == "__main__":

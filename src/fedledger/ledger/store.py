@@ -184,7 +184,12 @@ class ChainStore(ChainQueries):
                 if self.rule is not None:
                     sql.save_marks(self._db, [Checkpoint(0, h)], [Checkpoint(0, h)])
             else:
-                self._choose_head()
+                self._remember(h, block)  # the fork choice reads it: not decoded again
+                try:
+                    self._choose_head()
+                except BaseException:
+                    self._blocks.pop(h, None)  # rolled back: not stored
+                    raise
         self._remember(h, block)
         if header.height == 0 and self.rule is not None:
             self._tracker = FinalityTracker(self.rule, Checkpoint(0, h))

@@ -43,9 +43,19 @@ class MuDfl(Protocol[MuDflParams]):
         MetricSpec("round_models", "models the aggregator averaged in a round"),
         MetricSpec("model_refused", "a worker's model that failed its hash check"),
         MetricSpec("dynasty", "a new dynasty took over (value: its number)"),
-        MetricSpec("deposits_slashed", "deposits slashed in the dynasty that just ended"),
+        MetricSpec(
+            "deposits_slashed",
+            "deposits slashed at a dynasty's end (its offences, and late evidence of older ones)",
+        ),
         MetricSpec("fee_pool", "fee pool of the dynasty that just ended (shared by members)"),
         MetricSpec("worker_rewards", "gamma_i paid to workers in the dynasty that just ended"),
+        MetricSpec("load_sent", "data transactions an emitter sent in a slot (load.py)"),
+        MetricSpec("load_committed", "data transactions that joined a validator's chain"),
+        MetricSpec("load_latency_sum", "sum of their commit latencies, s"),
+        MetricSpec("load_latency_p50", "median commit latency in the slot, s"),
+        MetricSpec("load_latency_p95", "95th percentile commit latency in the slot, s"),
+        MetricSpec("load_latency_max", "largest commit latency in the slot, s"),
+        MetricSpec("block_delay", "slot start to the last PoC block a validator stored, s"),
     )
 
     def plan(self, num_nodes: int, seed: int) -> Sequence[NodePlan]:

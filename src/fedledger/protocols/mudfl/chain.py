@@ -15,14 +15,17 @@ from collections.abc import Callable
 
 from fedledger.codec import decode, encode
 from fedledger.ledger.finality import Checkpoint
-from fedledger.ledger.records import Block, Transaction
+from fedledger.ledger.records import Block, Transaction, record_id
 from fedledger.ledger.store import ChainStoreError
 from fedledger.protocols.base import Broadcast, Effect, EmitMetric
 from fedledger.protocols.kit.gate import Reject
 from fedledger.protocols.mudfl import contents, proposing, succession, voting
 from fedledger.protocols.mudfl import rotation as rot
 from fedledger.protocols.mudfl.context import Context
+from fedledger.protocols.mudfl.faults_pvss import PVSS_TX, evidence_problem
+from fedledger.protocols.mudfl.load import LoadMeter, load_problem
 from fedledger.protocols.mudfl.messages import (
+    LOAD_TX,
     SLASH_TX,
     ArbitratorDecision,
     BlockMsg,
@@ -65,6 +68,9 @@ class Microchain:
         genesis = Checkpoint(0, self.store.genesis().hash)
         self.vcf = VcfTracker(self.params.epoch_size, ctx.committee_addresses(), genesis)
         self.restore()
+        self.meter = LoadMeter(self.params, self.store)
+        # committed transactions leave the pool once final: heights up to here are done
+        self.pruned = self.vcf.finalized.height
 
     # ------------------------------------------------------------ persistence
 
@@ -120,10 +126,19 @@ class Microchain:
             raise gate.fail("bad_tx", f"transaction kind {tx.kind!r} with {type(tx.payload)}")
         if tx.kind in RANDSHARE_TXS and contents.randshare_author(tx) != tx.sender:
             raise gate.fail("bad_tx", "a RandShare record sent by someone else than its author")
+        if tx.kind == LOAD_TX:
+            problem = load_problem(tx.payload, self.params, self.now())
+            if problem is not None:
+                raise gate.fail("bad_load", problem)
         if tx.kind == SLASH_TX:
             problem = contents.evidence_problem(
                 gate.verifier, tx.payload, self.credit_table, self.params.xi
             )
+            if problem is not None:
+                raise gate.fail("bad_evidence", problem)
+        if tx.kind == PVSS_TX:
+            members = contents.members_lookup(self)
+            problem = evidence_problem(gate.verifier, tx.payload, members)
             if problem is not None:
                 raise gate.fail("bad_evidence", problem)
         if tid in self.pool or contents.on_chain(self.store, tid, self.store.head_hash()):
@@ -132,15 +147,40 @@ class Microchain:
             raise gate.fail("pool_full", tid.hex()[:16])
         self.pool[tid] = tx
 
+    def prune_pool(self) -> None:
+        """Drop the transactions of blocks finalized since the last call from the pool
+        (a finalized block never leaves the chain)."""
+        final = self.vcf.finalized
+        if final.height <= self.pruned:
+            return
+        block = self.store.get(final.hash)
+        while block is not None and block.height > self.pruned:
+            for tx in block.transactions:
+                self.pool.pop(record_id(tx), None)
+            block = self.store.get(block.parent)
+        self.pruned = final.height
+
+    def branch_ids(self, tip: bytes) -> set[bytes]:
+        """Ids of the transactions in ``tip`` and its ancestors above the pruned height
+        (those below have left the pool)."""
+        self.prune_pool()
+        out: set[bytes] = set()
+        block = self.store.get(tip)
+        while block is not None and block.height > self.pruned:
+            out.update(record_id(tx) for tx in block.transactions)
+            block = self.store.get(block.parent)
+        return out
+
     def pool_txs(self, height: int) -> tuple[Transaction, ...]:
         win = rot.window(self.store, self.parent.hash, self.ctx.dynasty.number + 1, self.params)
+        on_branch = self.branch_ids(self.parent.hash)
         chosen = []
         for tid in sorted(self.pool):
             tx = self.pool[tid]
             if tx.kind in RANDSHARE_TXS and rot.window_problem(tx, height, self.slot, win):
                 continue
             # a losing sibling block's transactions go back into blocks
-            if not contents.on_chain(self.store, tid, self.parent.hash):
+            if tid not in on_branch:
                 chosen.append(tx)
             if len(chosen) >= self.params.max_block_txs:
                 break
@@ -180,6 +220,8 @@ class Microchain:
             self.store.append(block)
         except ChainStoreError as err:
             raise Reject("wrong_parent", str(err)) from None
+        now = self.now()
+        self.meter.on_append(block, now, self.into_slot(now))
 
     # ------------------------------------------------------------ VCF (voting.py)
 
@@ -206,6 +248,7 @@ class Microchain:
             EmitMetric("head_height", float(head.height), self.slot),
             EmitMetric("finalized_height", float(self.vcf.finalized.height), self.slot),
             *self.ctx.gate.new_metrics(self.slot),
+            *self.meter.slot_metrics(self.store, self.slot, self.now(), self.ctx.in_committee),
         ]
 
     def finalized_height(self) -> int:

@@ -11,9 +11,12 @@ from fedledger.ledger.merkle import merkle_root
 from fedledger.ledger.records import Block, Transaction, record_id
 from fedledger.ledger.store import ChainStore
 from fedledger.ledger.verify import Rejected, Verifier
+from fedledger.protocols.mudfl import faults_pvss as fp
 from fedledger.protocols.mudfl import poc
 from fedledger.protocols.mudfl import randshare as rs
 from fedledger.protocols.mudfl import rotation as rot
+from fedledger.protocols.mudfl.faults_pvss import PVSS_TX, PvssEvidence
+from fedledger.protocols.mudfl.load import load_problem
 from fedledger.protocols.mudfl.messages import (
     DOUBLE_VOTE,
     EQUIVOCATION,
@@ -21,11 +24,13 @@ from fedledger.protocols.mudfl.messages import (
     FORGED_CREDIT,
     GLOBAL_TX,
     INVALID_PROOF,
+    LOAD_TX,
     MODEL_TX,
     SCORE_TX,
     SLASH_TX,
     Fault,
     GlobalModel,
+    LoadData,
     ModelUpdate,
     PocClaim,
     Scores,
@@ -46,6 +51,8 @@ TX_PAYLOADS = {
     rs.REVEAL_TX: rs.RandShareReveal,
     SLASH_TX: SlashEvidence,
     SCORE_TX: Scores,
+    LOAD_TX: LoadData,  # the load generator's data transactions (load.py)
+    PVSS_TX: PvssEvidence,  # a bad PVSS transcript (faults_pvss.py)
 }
 RANDSHARE_TXS = (rs.DEAL_TX, rs.REVEAL_TX)
 
@@ -54,11 +61,14 @@ def check(chain: Microchain, block: Block, claim: PocClaim, sender: str) -> None
     """The transactions (kinds, RandShare windows) and the dynasty record."""
     gate, ctx = chain.ctx.gate, chain.ctx
     win = rot.window(chain.store, block.parent, ctx.dynasty.number + 1, chain.params)
+    # above the pruned height from memory; a pooled transaction is not on chain below it
+    branch = chain.branch_ids(block.parent)
     for tx in block.transactions:
         payload_type = TX_PAYLOADS.get(tx.kind)
         if payload_type is None or not isinstance(tx.payload, payload_type):
             raise gate.fail("bad_tx", f"block from {sender} holds a {tx.kind!r} transaction")
-        if on_chain(chain.store, record_id(tx), block.parent):
+        tid = record_id(tx)
+        if tid in branch or (tid not in chain.pool and on_chain(chain.store, tid, block.parent)):
             raise gate.fail("duplicate_tx", f"block from {sender} repeats a transaction")
         if tx.kind in RANDSHARE_TXS:
             if randshare_author(tx) != tx.sender:
@@ -70,6 +80,12 @@ def check(chain: Microchain, block: Block, claim: PocClaim, sender: str) -> None
             problem = evidence_problem(
                 gate.verifier, tx.payload, chain.credit_table, chain.params.xi
             )
+            if problem is not None:
+                raise gate.fail("bad_evidence", f"block from {sender}: {problem}")
+        if tx.kind == LOAD_TX and (bad := load_problem(tx.payload, chain.params, chain.now())):
+            raise gate.fail("bad_load", f"block from {sender}: {bad}")
+        if tx.kind == PVSS_TX:
+            problem = fp.evidence_problem(gate.verifier, tx.payload, members_lookup(chain))
             if problem is not None:
                 raise gate.fail("bad_evidence", f"block from {sender}: {problem}")
         if tx.kind == SCORE_TX and tx.sender != ctx.services.address_of(ctx.aggregator):
@@ -131,14 +147,24 @@ def _claim_problem(
         return None if credit != claim.credit else "the claimed credit is the table's"
     if credit != claim.credit or claim.fallback:
         return "an invalid-proof claim needs the table's credit and a PoC (not fallback) block"
-    if merkle_root(list(ev.tx_ids)) != header.tx_root:
+    vrf = isinstance(claim, poc.VrfPocClaim)  # hc is the VRF output: no ids needed
+    if not vrf and merkle_root(list(ev.tx_ids)) != header.tx_root:
         return "transaction ids do not match the header's tx_root"
-    hc = poc.poc_hash(
-        header.parent, ev.tx_ids, header.proposer, claim.credit, header.height, claim.slot
-    )
-    if poc.wins(poc.low_bits(hc, xi), claim.credit, sum(table.values()), xi):
+    if poc.wins(poc.header_proof(header, ev.tx_ids, xi), claim.credit, sum(table.values()), xi):
         return "the proof is under its threshold"
     return None
+
+
+def members_lookup(chain: Microchain) -> fp.MembersLookup:
+    """Dynasty number -> its committee with their PVSS keys, for dynasties this node
+    knows (``bad_pvss`` evidence)."""
+    ctx = chain.ctx
+
+    def members(number: int) -> list[rs.Member] | None:
+        dyn = ctx.state.known.get(number)
+        return ctx.rotation.members(dyn) if dyn is not None else None
+
+    return members
 
 
 def on_chain(store: ChainStore, tid: bytes, tip: bytes) -> bool:

@@ -28,12 +28,16 @@ FAULT_FORGE_CREDIT = "forge_credit"  # claims a credit it does not have
 FAULT_WITHHOLD = "withhold_block"  # sends its winning block one slot late
 FAULT_DOUBLE_VOTE = "double_vote"  # votes for two checkpoints of one epoch
 FAULT_TAMPER_MODEL = "tamper_model"  # its stored model does not match its transaction
+FAULT_BAD_PVSS = "bad_pvss"  # deals a RandShare transcript that fails verification
+FAULT_GRIND_POC = "grind_poc"  # tries up to grind_tries tx subsets for a winning PoC proof
 FAULTS = (
     FAULT_EQUIVOCATE,
     FAULT_FORGE_CREDIT,
     FAULT_WITHHOLD,
     FAULT_DOUBLE_VOTE,
     FAULT_TAMPER_MODEL,
+    FAULT_BAD_PVSS,
+    FAULT_GRIND_POC,
 )
 
 #: What the authenticator binds the global model to (the "training program").

@@ -4,7 +4,8 @@ the sender for that block and its ancestors (``BlocksWanted``) and appends those
 lacks (``BlocksGiven``), each checked like a proposal except for the slot clock: the
 signature and link to its stored parent, the proposer in the committee of the dynasty
 its claim names, the claimed credit against that dynasty's credit table, the PoC proof
-(or the rule-iii rank of a fallback block) and, in the dynasty in charge, what the
+(with its VRF proof on a ``poc_input: vrf`` chain, or the rule-iii rank of a fallback
+block) and, in the dynasty in charge, what the
 block may hold. The fork choice then picks the head among all stored blocks, so nodes
 that split over a late block converge on the higher branch (a choice of ours: the paper
 assumes synchrony, under which no block is late).
@@ -83,6 +84,10 @@ def _problem(chain: Microchain, block: Block, sender: str) -> str | None:
         rank = poc.fallback_proposer(members, block.height, chain.params.fallback_order)
         if rank != block.header.proposer:
             return f"{proposer} is not the rule-iii proposer at {block.height}"
+    elif problem := poc.vrf_problem(
+        claim, block.parent, chain.params.poc_input, ctx.keys.public.get(proposer)
+    ):
+        return f"{proposer}: {problem}"
     elif not poc.wins(
         poc.block_proof(block, chain.params.xi), claim.credit, dyn.total_credit, chain.params.xi
     ):

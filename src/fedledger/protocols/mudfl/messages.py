@@ -29,6 +29,7 @@ MODEL_TX = "mudfl.model"
 FAULT_TX = "mudfl.fault"
 SLASH_TX = "mudfl.slash"
 SCORE_TX = "mudfl.score"
+LOAD_TX = "mudfl.data"  # the load generator's data transactions (load.py)
 EQUIVOCATION = "equivocation"
 DOUBLE_VOTE = "double_vote"
 FORGED_CREDIT = "forged_credit"
@@ -91,6 +92,18 @@ class Scores:
 
     round: int
     scores: tuple[tuple[bytes, int], ...]
+
+
+@record("mudfl.LoadData")
+@dataclass(frozen=True)
+class LoadData:
+    """A load-generator transaction's payload (:data:`LOAD_TX`): when its emitter made it
+    (``ctx.now()``; a localnet's processes share one clock), its number at that emitter
+    and padding up to the configured transaction size."""
+
+    created: float
+    seq: int
+    pad: bytes = b""
 
 
 @record("mudfl.LinkVote")
@@ -167,6 +180,15 @@ class TxMsg(Message):
     """A signed transaction for the committee's pools."""
 
     tx: Transaction
+
+
+@record("mudfl.TxsMsg")
+@dataclass(frozen=True)
+class TxsMsg(Message):
+    """Several signed transactions for the committee's pools in one message (the load
+    generator's batch of one timer tick); each is checked on its own."""
+
+    txs: tuple[Transaction, ...]
 
 
 @record("mudfl.BlockMsg")

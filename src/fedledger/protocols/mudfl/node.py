@@ -3,6 +3,8 @@ the administrator arbitrates (Rule 3); the server, aggregator and clients run FL
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from fedledger.learning.jobs import EvalResult, JobResult
@@ -24,10 +26,11 @@ from fedledger.protocols.base import (
 from fedledger.protocols.kit.gate import Reject
 from fedledger.protocols.kit.ids import JobId, TimerKey
 from fedledger.protocols.kit.node import KitNode, handles
-from fedledger.protocols.mudfl import catchup, fetch, tickets
+from fedledger.protocols.mudfl import catchup, fetch, relay, tickets
 from fedledger.protocols.mudfl.chain import Microchain
 from fedledger.protocols.mudfl.context import AGGREGATOR, CLIENT, SERVER, Context
 from fedledger.protocols.mudfl.fl import Aggregator, Server, Worker
+from fedledger.protocols.mudfl.load import LOAD, LoadGen
 from fedledger.protocols.mudfl.messages import (
     AggregateMsg,
     BlockMsg,
@@ -38,6 +41,7 @@ from fedledger.protocols.mudfl.messages import (
     TaskMsg,
     TicketMsg,
     TxMsg,
+    TxsMsg,
     VoteMsg,
     VotesReply,
     VotesRequest,
@@ -65,8 +69,12 @@ class MuDflNode(KitNode[MuDflParams]):
         self.server = Server(ctx, self.chain, initial) if role == SERVER else None
         self.aggregator = Aggregator(ctx, self.chain, shape) if role == AGGREGATOR else None
         self.worker = Worker(ctx, self.chain, shape) if role == CLIENT else None
+        self.load = LoadGen(ctx, self.chain, role)
         self._asked = -1  # the slot this node last asked a peer for missed votes
         self._fetched = -1  # ... and for missed blocks
+        # blocks of the next slot that came before this node's slot timer fired (its
+        # timers run a little late on a loaded machine): checked once that slot begins
+        self._early: list[MessageReceived] = []
 
     # ------------------------------------------------------------ clock
 
@@ -85,8 +93,9 @@ class MuDflNode(KitNode[MuDflParams]):
             effects.append(
                 SetTimer(str(TimerKey(SLOT, slot + 1)), start + chain.slot_length - self.now)
             )
-        if self.server is not None:
+        if self.server is not None and self.ctx.params.fl:
             effects += self.server.resume()
+        effects += self.load.start(self.now)
         if chain.store.head().height > 0:  # a restart: ask for the votes it missed
             effects.append(self._ask_votes())
         return effects
@@ -114,7 +123,11 @@ class MuDflNode(KitNode[MuDflParams]):
             slot = max(timer.index, chain.slot_at(self.now))
             if slot >= p.max_slots:
                 return [Halt("the microchain's last slot is over")]
-            effects = chain.begin_slot(slot)
+            effects = [*self.load.slot_metrics(chain.slot), *chain.begin_slot(slot)]
+            early, self._early = self._early, []
+            for ev in early:
+                if isinstance(ev.message, BlockMsg) and ev.message.slot == slot:
+                    effects += self.on_block(ev)
             into = 0.0 if slot == timer.index else chain.into_slot(self.now)
             effects += [
                 SetTimer(str(TimerKey(FALLBACK, slot)), max(0.0, p.slot - into)),
@@ -130,6 +143,8 @@ class MuDflNode(KitNode[MuDflParams]):
             return chain.fallback()
         if timer.name == VOTE and timer.index == chain.slot:
             return chain.vote()
+        if timer.name == LOAD:
+            return self.load.tick(timer.index, self.now)
         return []
 
     # ------------------------------------------------------------ messages
@@ -142,9 +157,41 @@ class MuDflNode(KitNode[MuDflParams]):
         self.chain.add_tx(event.message.tx)
         return []
 
+    @handles(TxsMsg)
+    def on_txs(self, event: MessageReceived) -> list[Effect]:
+        assert isinstance(event.message, TxsMsg)
+        if not self.ctx.in_committee:
+            raise self.gate.fail("not_in_committee", f"transactions from {event.sender}")
+        if not event.message.txs:
+            raise self.gate.fail("empty_batch", f"no transactions from {event.sender}")
+        for tx in event.message.txs:
+            try:
+                self.chain.add_tx(tx)
+            except Reject:  # each refused transaction is counted by the gate
+                continue
+        return []
+
+    @handles(relay.CompactBlockMsg)
+    def on_compact_block(self, event: MessageReceived) -> list[Effect]:
+        msg = event.message
+        assert isinstance(msg, relay.CompactBlockMsg)
+        if not self.ctx.in_committee:
+            raise self.gate.fail("not_in_committee", f"compact block from {event.sender}")
+        block, asks = relay.on_compact(self.chain, msg, event.sender)
+        if block is None:
+            return asks
+        return self.on_block(replace(event, message=BlockMsg(msg.slot, block)))
+
+    @handles(relay.FullBlockWanted)
+    def on_full_block_wanted(self, event: MessageReceived) -> list[Effect]:
+        assert isinstance(event.message, relay.FullBlockWanted)
+        return relay.on_wanted(self.chain, event.message, event.sender)
+
     @handles(BlockMsg)
     def on_block(self, event: MessageReceived) -> list[Effect]:
         assert isinstance(event.message, BlockMsg)
+        if event.message.slot == self.chain.slot + 1:
+            return self._hold_early(event)
         try:
             self.chain.on_block(event.message, event.sender)
         except Reject as err:  # counted by the gate
@@ -159,6 +206,21 @@ class MuDflNode(KitNode[MuDflParams]):
     def on_ticket(self, event: MessageReceived) -> list[Effect]:
         assert isinstance(event.message, TicketMsg)
         tickets.on_ticket(self.chain, event.message, event.sender)
+        return []
+
+    def _hold_early(self, event: MessageReceived) -> list[Effect]:
+        """Keep a block of the next slot until that slot begins here, once its sender
+        and signatures pass (what fails is counted now; the rest is checked then)."""
+        assert isinstance(event.message, BlockMsg)
+        block = event.message.block
+        if event.sender == self.ctx.node_id or (
+            self.ctx.services.node_of(block.header.proposer) != event.sender
+        ):
+            raise self.gate.fail("wrong_sender", f"{event.sender} relayed a block early")
+        self.gate.verifier.check_block(block)
+        if len(self._early) >= 4 * len(self.ctx.everyone):
+            raise self.gate.fail("too_early", f"block of slot {event.message.slot}")
+        self._early.append(event)
         return []
 
     @handles(BlocksWanted)

@@ -42,6 +42,21 @@ class MuDflParams(BaseModel):
         their sum + 2 blocks.
     score_samples: size of the aggregator's test set on which it scores every worker's
         model (s_i of the worker rewards, recorded on chain); 0 records no scores.
+    fl: False runs only the microchain (no FL rounds: the run ends at ``max_slots``),
+        for throughput benchmarks.
+    load_tps: the load generator's offered rate, data transactions per second over all
+        emitters (0: off; load.py). Emitters are the clients outside the current
+        committee (all clients when every client is a validator).
+    load_payload_bytes: padding per data transaction (default: a signed data
+        transaction of about the paper's d_tx = 430 bytes).
+    load_interval: seconds between two ticks of an emitter's load timer.
+    compact_blocks: a proposer sends the committee its block's header and transaction
+        ids only (relay.py); members rebuild it from their pools.
+    poc_input: what hc is computed over: "txs" (the paper: H(pre_hash, mt_root, tx ids,
+        proposer, credit, height, slot); a proposer can grind transaction subsets) or
+        "vrf" (hardened: hc = beta of the proposer's RFC 9381 VRF proof over
+        "mudfl/poc" || pre_hash || slot, the proof in the block header).
+    grind_tries: candidate transaction lists the ``grind_poc`` fault tries per slot.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -70,6 +85,13 @@ class MuDflParams(BaseModel):
     randshare_deal_slots: int = Field(3, ge=1, le=1000)
     randshare_reveal_slots: int = Field(3, ge=1, le=1000)
     score_samples: int = Field(200, ge=0, le=100000)
+    fl: bool = True
+    load_tps: float = Field(0.0, ge=0.0, le=1e6)
+    load_payload_bytes: int = Field(185, ge=0, le=1_000_000)
+    load_interval: float = Field(0.05, gt=0.0, le=10.0)
+    compact_blocks: bool = False
+    poc_input: Literal["txs", "vrf"] = "txs"
+    grind_tries: int = Field(16, ge=1, le=100000)
 
     @model_validator(mode="after")
     def _credits(self) -> MuDflParams:
@@ -77,6 +99,11 @@ class MuDflParams(BaseModel):
             raise ValueError(
                 f"credit_init {self.credit_init} exceeds credit_max {self.credit_max}; "
                 "credits start at or below the cap"
+            )
+        if self.load_tps > 0 and self.load_interval > self.slot:
+            raise ValueError(
+                f"load_interval {self.load_interval} s is longer than the slot T_delta "
+                f"{self.slot} s; the load generator must tick at least once per T_delta"
             )
         runs = self.randshare_deal_slots + self.randshare_reveal_slots + 2
         if self.epoch_size * self.dynasty_epochs <= runs:

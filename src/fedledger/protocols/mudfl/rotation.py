@@ -16,8 +16,10 @@ The record's credit table is the previous table updated by :func:`credits.next_c
 from the chain of the previous dynasty (heights ``(S_prev, S)``): an honest act is a
 block proposed or a model transaction sent; a fault is a ``Fault`` transaction naming
 the offender or a distinct offence proven by ``SlashEvidence`` (equivocation, double
-vote). Everything here reads only the ancestors of a given block, so every node
-recomputes the same record for the same chain.
+vote) or ``PvssEvidence`` (a bad PVSS transcript), one per offence however many report
+it, and not again when a copy lands in a later dynasty's blocks. Everything here
+reads only the ancestors of a given block, so every node recomputes the same record for
+the same chain.
 """
 
 from __future__ import annotations
@@ -39,10 +41,10 @@ from fedledger.protocols.mudfl.dynasty import (
     switch_height,
     verify_record,
 )
+from fedledger.protocols.mudfl.faults_pvss import PvssEvidence
 from fedledger.protocols.mudfl.messages import (
     FAULT_TX,
     MODEL_TX,
-    SLASH_TX,
     Fault,
     PocClaim,
     SlashEvidence,
@@ -225,17 +227,40 @@ class Rotation:
                     offender = self.node_of.get(tx.payload.offender)
                     if offender is not None:
                         faults[offender] = faults.get(offender, 0) + 1
-                if tx.kind == SLASH_TX and isinstance(tx.payload, SlashEvidence):
-                    offence = tx.payload.key
-                    offender = self.node_of.get(tx.payload.offender)
-                    if offender is not None and offence not in offences:
-                        offences.add(offence)
-                        faults[offender] = faults.get(offender, 0) + 1
+                ev = st.evidence(tx)
+                offender = self.node_of.get(ev.offender) if ev is not None else None
+                if ev is None or offender is None or ev.key in offences:
+                    continue
+                offences.add(ev.key)
+                # late evidence whose offence an earlier dynasty's table already charged
+                if ev.dynasty < running.number and self._charged_before(parent, low, ev):
+                    continue
+                faults[offender] = faults.get(offender, 0) + 1
         table = {c: running.credit_of(c) for c in self.clients}
         p = self.params
         return cr.next_credits(
             table, honest, faults, p.credit_reward, p.credit_penalty, p.credit_max
         )
+
+    def _charged_before(
+        self, parent: bytes, low: int, ev: SlashEvidence | PvssEvidence
+    ) -> bool:
+        """Whether evidence of the offence ``ev.key`` already lies in a block of the
+        chain of ``parent`` from the offence's dynasty on and below height ``low`` (a
+        credit table before this one charged it)."""
+        d, p = ev.dynasty, self.params
+        if d < 0:
+            return False
+        start = 1 if d == 0 else switch_height(d, p.epoch_size, p.dynasty_epochs) + 1
+        below = self.store.ancestor_at(parent, low - 1) if low - 1 >= start else None
+        if below is None:
+            return False
+        for block in chain_below(self.store, below, start):
+            for tx in block.transactions:
+                other = st.evidence(tx)
+                if other is not None and other.key == ev.key:
+                    return True
+        return False
 
     def seed(self, parent: bytes, running: Dynasty, number: int) -> tuple[bytes, bool]:
         """RandShare's output for dynasty ``number`` on the chain of ``parent`` (cached)."""
@@ -303,7 +328,21 @@ class Rotation:
             p.slash_fraction,
             p.tx_fee,
             p.round_fee,
+            self.prior_settlements(parent, number),
         )
+
+    def prior_settlements(self, parent: bytes, number: int) -> list[st.Settlement]:
+        """The settlements of dynasties ``0 .. number - 2`` on the chain of ``parent`` (in
+        the records at heights ``S_1 .. S_{number - 1}``), for late evidence."""
+        out = []
+        for k in range(1, number):
+            h = self.store.ancestor_at(parent, span(self.params) * k)
+            block = self.store.get(h) if h is not None else None
+            claim = claim_of(block) if block is not None else None
+            settled = claim.record.settlement if claim and claim.record else None
+            if isinstance(settled, st.Settlement):
+                out.append(settled)
+        return out
 
     def check_record(
         self, rec: DynastyRecord | None, parent: bytes, running: Dynasty, number: int

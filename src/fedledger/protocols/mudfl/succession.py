@@ -12,6 +12,7 @@ from fedledger.protocols.base import Broadcast, Effect, EmitMetric
 from fedledger.protocols.kit.gate import Reject
 from fedledger.protocols.mudfl import randshare as rs
 from fedledger.protocols.mudfl import rotation as rot
+from fedledger.protocols.mudfl import settlement as st
 from fedledger.protocols.mudfl.dynasty import Dynasty, DynastyRecord
 from fedledger.protocols.mudfl.messages import TxMsg
 
@@ -92,6 +93,7 @@ def takeover(chain: Microchain) -> list[Effect]:
     if rec.settlement is not None:
         settled = rec.settlement
         cut = sum(c for _, _, c in settled.deposits)
+        cut += sum(c for _, _, c in st.late_charges(settled))  # evidence that came late
         paid = sum(r for _, r in settled.rewards)
         effects += [
             EmitMetric("deposits_slashed", float(cut), chain.slot),

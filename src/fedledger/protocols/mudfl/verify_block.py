@@ -1,7 +1,8 @@
 """Alg. 1's verify_block for a block received in a slot, plus what the paper leaves out:
 the proposer's claimed credit against the dynasty's table, the slot rules (late
-blocks, rule-iii fallback timing) and slashing evidence for equivocation, forged
-credit and proofs over their threshold."""
+blocks, rule-iii fallback timing), the PoC input mode (a "vrf" chain's blocks carry an
+ECVRF proof that must verify under the proposer's registered key) and slashing evidence
+for equivocation, forged credit and proofs over their threshold."""
 
 from __future__ import annotations
 
@@ -69,6 +70,10 @@ def verify_block(chain: Microchain, msg: BlockMsg, sender: str) -> None:
         )
         if proposer != chosen or chain.into_slot(chain.now()) < chain.params.slot * 0.999:
             raise gate.fail("bad_fallback", f"{sender} is not the rule-iii proposer now")
+    elif problem := poc.vrf_problem(
+        claim, block.parent, chain.params.poc_input, ctx.keys.public.get(sender)
+    ):
+        raise gate.fail("bad_vrf", f"{sender}: {problem}")
     elif not poc.wins(
         poc.block_proof(block, chain.params.xi),
         claim.credit,
