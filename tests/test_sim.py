@@ -214,6 +214,24 @@ def test_send_to_unknown_node_is_an_error():
         sim.run()
 
 
+def test_send_to_a_node_that_is_not_a_neighbour_is_an_error():
+    """A real network connects only neighbours (either lists the other as a peer), so a
+    message to anyone else would never arrive there: the simulator refuses to deliver it."""
+
+    class Far(ProtocolNode):
+        def handle(self, event):
+            return [Send("z", Ping(0))] if isinstance(event, Start) and self.node_id == "x" else []
+
+    nodes = {n: Far(setup(n, ())) for n in ("x", "y", "z")}
+    sim, _ = make_sim(nodes, {"x": ("y",), "y": ("z",), "z": ()})
+    with pytest.raises(SimulationError, match="'z', which is not its neighbour"):
+        sim.run()
+    # listed by the receiver only is enough: the receiver dials
+    sim, _ = make_sim(nodes, {"x": (), "y": (), "z": ("x",)})
+    sim.run()
+    assert sim.stats.messages_sent == 1
+
+
 def test_link_spec_validates():
     with pytest.raises(ValueError, match="bandwidth must be > 0"):
         LinkSpec(bandwidth=0)

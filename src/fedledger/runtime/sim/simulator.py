@@ -118,6 +118,7 @@ class Simulator:
         self.meters = {n: (meters or {}).get(n) or CpuMeter() for n in self.nodes}
         self.encode_messages = encode_messages
         self._peers = dict(peers)
+        self._peer_sets: dict[NodeId, frozenset[NodeId]] = {}  # made on a node's first send
         self.executor: JobExecutor = executor or InlineExecutor()
         self.effects = EffectTable.for_host("simulator", self)
         if chain is not None:  # chain effects; receipts and logs come back as events
@@ -241,6 +242,17 @@ class Simulator:
     def peers(self, node_id: NodeId) -> tuple[NodeId, ...]:
         return self._peers.get(node_id, ())
 
+    def _linked(self, a: NodeId, b: NodeId) -> bool:
+        """Whether a real network connects ``a`` and ``b`` (localnet's dial plan: either
+        lists the other as a peer)."""
+        return a == b or b in self._peer_set(a) or a in self._peer_set(b)
+
+    def _peer_set(self, node_id: NodeId) -> frozenset[NodeId]:
+        found = self._peer_sets.get(node_id)
+        if found is None:
+            found = self._peer_sets[node_id] = frozenset(self._peers.get(node_id, ()))
+        return found
+
     def set_timer(self, node_id: NodeId, key: str, delay: float) -> None:
         """Arm (or re-arm) timer ``key``: only this setting fires, at now + ``delay``.
 
@@ -279,6 +291,12 @@ class Simulator:
     def _send(self, sender: NodeId, to: NodeId, message: Any) -> None:
         if to not in self.nodes:
             raise SimulationError(f"node {sender} sent to unknown node {to!r}")
+        if not self._linked(sender, to):
+            raise SimulationError(
+                f"node {sender} sent {type(message).__name__} to {to!r}, which is not its "
+                "neighbour (neither lists the other in its NodePlan.peers): a real network "
+                "connects only neighbours, so the message would never arrive there"
+            )
         started = wallclock.process_time()
         if self.encode_messages:
             data = encode(message)
