@@ -26,6 +26,9 @@ Tables:
    hash attempts, mean block interval (virtual seconds), for PoW at three difficulties.
 7. Rewards against sample counts and quality (unbalanced split; one device inflates its
    n_k, one sends for the wrong step: their submissions fail verification, q = 0).
+8. seeds: FedAvg's delta over 5 seeds (data split, init and draws), read after R, 2R and
+   4R rounds of one 4R-round run and its centralized twin (R = the delta table's rounds):
+   mean, spread and how many seeds meet 0.02. Both sides always take the same passes.
 """
 
 from __future__ import annotations
@@ -79,10 +82,11 @@ class Size:
     key_bits: int
     fedavg_modes: tuple[str, ...]
     epsilons: tuple[float, ...]
+    seeds: int = 5  # the seeds table's seeds
 
 
 MODES = ("plain", "paillier", "dp")
-QUICK = Size(3, 2, ("iid",), 0.8, 512, ("plain",), (100.0,))
+QUICK = Size(3, 2, ("iid",), 0.8, 512, ("plain",), (100.0,), seeds=2)
 FULL = Size(8, 8, tuple(SPLITS), 0.85, 1024, ("plain", "paillier"), (10.0, 100.0, 1e3, 1e4))
 
 
@@ -334,7 +338,34 @@ def rewards_table(size: Size, root: Path) -> list[str]:
     return lines
 
 
-TABLES = ("delta", "ablation", "massive", "epsilon", "mnist", "consensus", "rewards")
+def seeds_table(size: Size, root: Path, optimizer: str = "fedavg") -> list[str]:
+    seeds = size.seeds
+    marks = (size.rounds, 2 * size.rounds, 4 * size.rounds)
+    long = dataclasses.replace(size, rounds=marks[-1])
+    lines = [
+        f"{optimizer} delta-accuracy loss over seeds 0-{seeds - 1} (plain, digits, "
+        f"{size.devices} devices; read after {', '.join(map(str, marks))} rounds)",
+        f"{'split':13} {'rounds':>6} {'acc_FED':>8} {'acc_SUM':>8} {'delta':>7} {'sd':>7} "
+        f"{'min':>7} {'max':>7} {'<=0.02':>7}",
+    ]
+    central = [run({**config(long, optimizer, devices=1), "seed": s}, root) for s in range(seeds)]
+    for split in size.splits:
+        fed = [run({**config(long, optimizer, split), "seed": s}, root) for s in range(seeds)]
+        for r in marks:
+            a_fed = [o.by_round[r - 1] for o in fed]
+            a_sum = [o.by_round[r - 1] for o in central]
+            d = [abs(f - c) for f, c in zip(a_fed, a_sum, strict=True)]
+            mean = sum(d) / seeds
+            sd = (sum((x - mean) ** 2 for x in d) / (seeds - 1)) ** 0.5
+            ok = sum(x <= 0.02 for x in d)
+            lines.append(
+                f"{split:13} {r:6d} {sum(a_fed) / seeds:8.4f} {sum(a_sum) / seeds:8.4f} "
+                f"{mean:7.4f} {sd:7.4f} {min(d):7.4f} {max(d):7.4f} {ok:>4}/{seeds}"
+            )
+    return lines
+
+
+TABLES = ("delta", "ablation", "massive", "epsilon", "mnist", "consensus", "rewards", "seeds")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -355,15 +386,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "mnist": mnist_table,
         "consensus": consensus_table,
         "rewards": rewards_table,
+        "seeds": seeds_table,
     }
     wanted = [t.strip() for t in args.tables.split(",") if t.strip()]
     unknown = [t for t in wanted if t not in tables]
     if unknown:
         ap.error(f"unknown tables {unknown}; allowed {sorted(tables)}")
     if args.quick and args.tables == ap.get_default("tables"):
-        # the ablation needs more rounds; 200 devices and MNIST-10k take minutes
+        # the ablation needs more rounds; 200 devices, MNIST-10k and seeds take minutes
         wanted = ["delta", "epsilon", "consensus", "rewards"]
-        print("--quick: ablation, massive and mnist skipped (run them without --quick)\n")
+        print("--quick: ablation, massive, mnist and seeds skipped (run them without --quick)\n")
     with tempfile.TemporaryDirectory(prefix="nagar-eval-") as tmp:
         root = Path(tmp)
         for name in wanted:

@@ -15,6 +15,11 @@ One step (Hardy et al., Algorithm 3, with the 1/4 factor moved after decryption)
 4. C -> A, C -> B: the decrypted masked values; each party removes its mask, divides by
    ``4 |b|``, adds the L2 term and takes a gradient step on its own weights.
 
+With ``intercept`` (our choice; Hardy et al. do not name one) party B, which holds the
+labels, appends a constant column of ones to its own block, so the model gets the bias
+term scikit-learn's reference fits too; like scikit-learn's, it is not penalised by L2.
+It needs nothing new on the wire: B's residual and masked gradient simply carry it.
+
 Neither party ever holds a plaintext of the other's features, scores or the labels; C
 sees only uniformly masked values. The batches come from a seeded shuffle of the aligned
 (PSI) order that both parties compute from the shared seed.
@@ -43,6 +48,7 @@ class VflParams:
     l2: float = 1e-3
     test_fraction: float = 0.25
     seed: int = 0
+    intercept: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -89,10 +95,15 @@ class FeatureParty:
         self.ctx = ctx
         self.params = params
         self.w = np.zeros(x.shape[1])
+        self.penalised = np.ones(x.shape[1])  # L2 applies to these coordinates
         self._mask: np.ndarray | None = None
 
     def scores(self, batch: np.ndarray) -> np.ndarray:
         return self.x[batch] @ self.w
+
+    def score_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Scores of rows in this party's raw feature layout (the bias added if it has one)."""
+        return linear_scores(rows, self.w)
 
     def encrypted_scores(self, batch: np.ndarray) -> Array:
         """Step 1 (party A): ``[[u]]``."""
@@ -108,16 +119,21 @@ class FeatureParty:
         """Step 4: unmask, scale, add the L2 term, move."""
         if self._mask is None:
             raise ConfigError(self.name, "an opened gradient arrived before a masked one was sent")
-        g = self.ctx.unmask(opened, self._mask) / (4.0 * batch_size) + self.params.l2 * self.w
+        g = self.ctx.unmask(opened, self._mask) / (4.0 * batch_size)
+        g = g + self.params.l2 * self.penalised * self.w
         self._mask = None
         self.w = self.w - self.params.lr * g
 
 
 class LabelParty(FeatureParty):
-    """Party B: features and labels."""
+    """Party B: features and labels (and, with ``intercept``, the bias as a last column)."""
 
     def __init__(self, name: str, x: np.ndarray, y: np.ndarray, ctx: Context, p: VflParams) -> None:
+        if p.intercept:
+            x = np.hstack([x, np.ones((x.shape[0], 1))])
         super().__init__(name, x, ctx, p)
+        if p.intercept:
+            self.penalised[-1] = 0.0  # scikit-learn does not penalise its intercept either
         self.y = y
 
     def residual(self, batch: np.ndarray, enc_u: Array) -> Array:
@@ -197,11 +213,21 @@ def train_vertical(
     return VflResult(a.w, b.w, al, acc, decryptor.decryptions, log)
 
 
+def linear_scores(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``rows @ w``, where ``w`` may carry one more entry than ``rows`` has columns: the bias."""
+    cols = rows.shape[1]
+    if len(w) == cols:
+        return rows @ w
+    if len(w) == cols + 1:
+        return rows @ w[:cols] + w[cols]
+    raise ConfigError("vfl", f"{len(w)} weights for {cols} features; allowed {cols} or {cols + 1}")
+
+
 def accuracy(w_a: np.ndarray, w_b: np.ndarray, split: FeatureSplit, ids: tuple[str, ...]) -> float:
     """Test accuracy of sign(u + v) (computed by the evaluation, outside the protocol)."""
     if not ids:
         return float("nan")
-    score = split.a.rows(ids) @ w_a + split.b.rows(ids) @ w_b
+    score = linear_scores(split.a.rows(ids), w_a) + linear_scores(split.b.rows(ids), w_b)
     truth = np.array([split.all_labels[i] for i in ids])
     return float(np.mean(np.where(score >= 0, 1, -1) == truth))
 
