@@ -84,7 +84,10 @@ def test_the_run_finishes_and_equals_the_library(run) -> None:  # type: ignore[n
     inter = {who: m.value for who, m in metrics if m.name == "psi_intersection"}
     split = proto.shared(SEED).split
     assert inter == {A_ID: len(split.common), B_ID: len(split.common)}
-    vp = VflParams(EPOCHS, PARAMS.batch_size, PARAMS.lr, PARAMS.l2, PARAMS.test_fraction, SEED)
+    vp = VflParams(
+        EPOCHS, PARAMS.batch_size, PARAMS.lr, PARAMS.l2, PARAMS.test_fraction, SEED, True
+    )
+    assert PARAMS.intercept  # B's bias column, the protocol's default
     ctx = (PlainContext(16, np.random.default_rng(1)), PlainContext(16, np.random.default_rng(2)))
     lib = train_vertical(split, vp, *ctx, PlainOpener(), record=False)
     assert acc == [pytest.approx(lib.accuracy)]

@@ -101,7 +101,7 @@ class PartyA(PartyNode):
             return out + self._scores()
         self.waiting = "done"
         self.finished = True
-        enc = self.ctx.encrypt(self.data.rows(self.test_ids) @ self.party.w)
+        enc = self.ctx.encrypt(self.party.score_rows(self.data.rows(self.test_ids)))
         return [*out, Send(B_ID, EncScores("eval", 0, cipher_bytes(enc)))]
 
 
@@ -161,7 +161,8 @@ class PartyB(PartyNode):
                     enc_u = self._cipher(data, (len(self.test_ids),))
                 except REFUSED:  # counted by _cipher
                     continue
-                total = self.ctx.add_plain(enc_u, self.data.rows(self.test_ids) @ self.party.w)
+                own = self.party.score_rows(self.data.rows(self.test_ids))
+                total = self.ctx.add_plain(enc_u, own)
                 masked, self._eval_mask = self.ctx.mask(total)
                 out += self.request("eval", 0, masked)
             self.busy = True

@@ -13,6 +13,9 @@ class NagarVerticalParams(BaseModel):
     The config's ``rounds`` is the number of epochs over the aligned training rows;
     ``nodes.count`` must be 3 (party A, party B with the labels, coordinator C).
 
+    intercept: vertical mode: party B (the labels) adds a bias column of ones to its own
+        block, unpenalised like scikit-learn's intercept (Hardy et al. name none; False
+        trains through the origin as printed).
     overlap: fraction of breast_cancer's samples both parties hold (the rest is split
         evenly between A only and B only); features_a: A's columns (B holds the rest).
     batch_size, lr, l2: mini-batch gradient descent on the Taylor loss.
@@ -39,6 +42,7 @@ class NagarVerticalParams(BaseModel):
     batch_size: int = Field(64, ge=1, le=512)
     lr: float = Field(0.3, gt=0.0)
     l2: float = Field(1e-3, ge=0.0)
+    intercept: bool = True
     test_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     key_bits: int = Field(1024, ge=256, le=4096, multiple_of=2)
     frac_bits: int = Field(16, ge=8, le=32)

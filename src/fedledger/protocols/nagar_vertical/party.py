@@ -60,7 +60,9 @@ class Shared:
 
 def vfl_params(setup: NodeSetup[NagarVerticalParams]) -> VflParams:
     p = setup.params
-    return VflParams(setup.horizon.length, p.batch_size, p.lr, p.l2, p.test_fraction, setup.seed)
+    return VflParams(
+        setup.horizon.length, p.batch_size, p.lr, p.l2, p.test_fraction, setup.seed, p.intercept
+    )
 
 
 class PartyNode(ChainedNode):

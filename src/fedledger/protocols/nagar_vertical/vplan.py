@@ -65,6 +65,7 @@ def vertical_plan(
         "batch_size": p.batch_size,
         "lr": p.lr,
         "l2": p.l2,
+        "intercept": p.intercept,
         "he": "paillier",
         "key_bits": p.key_bits,
         "frac_bits": p.frac_bits,
