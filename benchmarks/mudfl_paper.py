@@ -20,7 +20,7 @@
 - Final accuracy (the paper reports none): configs/mudfl-quick.yaml beside vanilla
   FedAvg on the same data and settings (skipped with --quick).
 - ``--localnet``: Fig. 4 and Tables IV-V measured on real localnets (node processes on
-  127.0.0.1, the load generator of mudfl/load.py; benchmarks/mudfl_localnet.py), for
+  127.0.0.1, the load generator of mudfl/load.py; benchmarks/_mudfl_localnet.py), for
   K in ``--ks`` at ``--fig4-tps``, 1 TPS and each of ``--loads``; off with --quick.
 
 The paper ran on Raspberry Pi 4s over a LAN with RSA and Flask; absolute timings are
@@ -367,7 +367,7 @@ def main() -> None:
 
 
 def localnet_part(args: argparse.Namespace) -> None:
-    import mudfl_localnet  # benchmarks/, next to this script
+    import _mudfl_localnet as mudfl_localnet  # benchmarks/, next to this script
 
     ks = [int(x) for x in args.ks.split(",")]
     loads = [float(x) for x in args.loads.split(",")]

@@ -16,7 +16,8 @@ import pytest
 from conftest import CONTRACTS_STACK
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = sorted((ROOT / "benchmarks").glob("*.py"))
+#: every script under benchmarks/ (``_name.py`` files are modules the scripts import)
+BENCHMARKS = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_"))
 #: quick forms measured at over a minute on 2 shared cores
 SLOW: set[str] = set()
 #: scripts whose results go to benchmarks/out by default: their quick runs write elsewhere

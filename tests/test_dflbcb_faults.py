@@ -176,6 +176,9 @@ class Restarting:
             return [*self.restarted, *fresh.handle(event)]
         return self.inner.handle(event)
 
+    def may_serve(self, peer, cid):
+        return self.inner.may_serve(peer, cid)
+
 
 @pytest.mark.parametrize("who", ["m01", "m03"])
 def test_a_node_stopped_and_restarted_in_the_simulator_resumes(tmp_path, who):

@@ -86,7 +86,7 @@ def test_encoded_messages_arrive_as_decoded_copies_with_exact_sizes():
     nodes = {n: Node(setup(n, ())) for n in "ab"}
     sim = Simulator(
         nodes,
-        {},
+        {"a": ("b",), "b": ("a",)},
         FakeJobs(),
         NetworkModel(LinkSpec()),
         ComputeModel(),
