@@ -6,20 +6,16 @@ the PSI), and openings from coordinator C or combined from t key holders' partia
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-from phe import PaillierPrivateKey
 
 from fedledger.crypto.psi import BlindedSet, PsiError, PsiParty, Reblinded, scalar_from_seed
 from fedledger.privacy.he.errors import HeError
 from fedledger.privacy.he.rand import SeededRandom
-from fedledger.privacy.he.threshold import KeyShare, ThresholdPublicKey
 from fedledger.protocols.base import EmitMetric, MessageReceived, NodeSetup, Send, Start
 from fedledger.protocols.kit import handles
 from fedledger.protocols.nagar_vertical.chained import ChainedNode
 from fedledger.protocols.nagar_vertical.committee import Collector, holder_ids
-from fedledger.protocols.nagar_vertical.data import FeatureSplit, PartyData
+from fedledger.protocols.nagar_vertical.data import PartyData
 from fedledger.protocols.nagar_vertical.ftl import FtlParams
 from fedledger.protocols.nagar_vertical.hemat import EncArray, Opened, PaillierContext
 from fedledger.protocols.nagar_vertical.ledger import RoundRecord, weights_digest
@@ -36,6 +32,7 @@ from fedledger.protocols.nagar_vertical.mode_plans import (
     transfer_rules,
 )
 from fedledger.protocols.nagar_vertical.params import NagarVerticalParams
+from fedledger.protocols.nagar_vertical.party import Shared
 from fedledger.protocols.nagar_vertical.wire import (
     cipher_bytes,
     cipher_from,
@@ -49,21 +46,9 @@ DOMAIN = "nagar-transfer"
 Effects = list  # type: ignore[type-arg]
 
 
-@dataclass(frozen=True)
-class FtlShared:
-    """The simulation dealer's hand-out: the split (labels at A) and the key, whole for C
-    or as the committee's threshold shares."""
-
-    split: FeatureSplit
-    private_key: PaillierPrivateKey | None = None
-    committee: tuple[ThresholdPublicKey, tuple[KeyShare, ...]] | None = None
-
-    @property
-    def n(self) -> int:
-        if self.committee is not None:
-            return int(self.committee[0].n)
-        assert self.private_key is not None
-        return int(self.private_key.public_key.n)
+#: the simulation dealer's hand-out (the split, labels at A, and the key whole for C or as
+#: the committee's threshold shares): the same record as the vertical mode's
+FtlShared = Shared
 
 
 def ftl_params(setup: NodeSetup[NagarVerticalParams]) -> FtlParams:
