@@ -146,6 +146,21 @@ CONFORMANCE_CONFIGS: dict[str, dict[str, Any]] = {
         },
         "nodes": {"count": 3},
     },
+    "nagar-transfer-committee": {
+        # transfer mode with a 2-of-3 key-holder committee instead of a coordinator
+        "rounds": 2,
+        "protocol": {
+            "name": "nagar-transfer",
+            "mode": "transfer",
+            "overlap": 0.1,
+            "key_bits": 256,
+            "lr": 0.05,
+            "decryptor": "committee",
+            "committee": 3,
+            "threshold": 2,
+        },
+        "nodes": {"count": 5},
+    },
     "nagar-sharing": {
         "rounds": 6,  # hours of readings: 3 IoT devices, 3 gateways (2 of 3), a trainer
         "protocol": {"name": "nagar-sharing", "mode": "sharing", "devices": 3},
@@ -176,7 +191,10 @@ CONFORMANCE_CONFIGS: dict[str, dict[str, Any]] = {
 
 #: Modes of a registered protocol that take code paths of their own, checked as entries
 #: of their own: entry name -> the registered protocol it runs.
-VARIANTS: dict[str, str] = {"nagar-consortium": "nagar"}
+VARIANTS: dict[str, str] = {
+    "nagar-consortium": "nagar",
+    "nagar-transfer-committee": "nagar-transfer",
+}
 
 
 def protocol_of(entry: str) -> str:
@@ -453,6 +471,7 @@ RESTARTS: dict[str, Restart] = {
     "nagar-vertical": Restart(cut=0.08, durable=_nagar_vertical_durable),
     # 0.07 s: the plan block is on every chain, epoch 1's exchange is under way
     "nagar-transfer": Restart(cut=0.07, durable=_nagar_vertical_durable),
+    "nagar-transfer-committee": Restart(cut=0.07, durable=_nagar_vertical_durable),
     # 2.7 s: hours 0-1 on chain, hour 2's readings sent (a device's budget is kept)
     "nagar-sharing": Restart(cut=2.7, durable=_nagar_sharing_durable),
 }
