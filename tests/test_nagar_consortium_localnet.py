@@ -22,7 +22,7 @@ from fedledger.storage.blobs import BlobStore
 from test_net_bfl import STARTUP, chain, kill9, launch, metric_rows, verify, write
 from test_net_processes import journal, nets, wait_until  # noqa: F401  (nets: a fixture)
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.long  # 80-95 s: run by make test-long, not make test
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "nagar-consortium.yaml"
 ROUNDS = 3  # plan, stats, then grad and update per round: 8 steps of 8 s
