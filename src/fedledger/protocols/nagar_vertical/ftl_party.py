@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedledger.crypto.psi import BlindedSet, PsiError, PsiParty, Reblinded, scalar_from_seed
+from fedledger.crypto.psi import PsiParty, scalar_from_seed
 from fedledger.privacy.he.errors import HeError
 from fedledger.privacy.he.rand import SeededRandom
 from fedledger.protocols.base import EmitMetric, MessageReceived, NodeSetup, Send, Start
 from fedledger.protocols.kit import handles
+from fedledger.protocols.kit.gate import Reject
+from fedledger.protocols.nagar_vertical import psi_steps
 from fedledger.protocols.nagar_vertical.chained import ChainedNode
 from fedledger.protocols.nagar_vertical.committee import Collector, holder_ids
 from fedledger.protocols.nagar_vertical.data import PartyData
@@ -235,26 +237,16 @@ class FtlParty(ChainedNode):
         self._from_peer(event)
         msg = event.message
         assert isinstance(msg, PsiBlinded)
-        if self._reblinded:
-            raise self.gate.fail("repeated_psi", "a second blinded set")
-        if not msg.points:
-            raise self.gate.fail("bad_psi", "an empty blinded set: no id can be aligned")
-        try:
-            reply = self.psi.reblind(BlindedSet(msg.points))
-        except PsiError as exc:
-            raise self.gate.fail("bad_psi", str(exc)) from None
+        reply = psi_steps.reblind(self.gate, self.psi, msg, self._reblinded)
         self._reblinded = True
-        return [Send(self.peer, PsiReblinded(reply.points)), *self._maybe_align()]
+        return [Send(self.peer, reply), *self._maybe_align()]
 
     @handles(PsiReblinded)
     def on_reblinded(self, event: MessageReceived) -> Effects:
         self._from_peer(event)
         msg = event.message
         assert isinstance(msg, PsiReblinded)
-        if self._reply is not None:
-            raise self.gate.fail("repeated_psi", "a second reply")
-        if len(msg.points) != len(self.data.ids):
-            raise self.gate.fail("bad_psi", f"{len(msg.points)} points for {len(self.data.ids)}")
+        psi_steps.check_reply(self.gate, msg, self._reply, len(self.data.ids))
         self._reply = msg
         return self._maybe_align()
 
@@ -262,11 +254,10 @@ class FtlParty(ChainedNode):
         if not self._reblinded or self._reply is None or self.common:
             return []
         try:
-            result = self.psi.finish(Reblinded(self._reply.points))
-        except PsiError as exc:
+            common = psi_steps.intersection(self.gate, self.psi, self._reply)
+        except Reject:
             self._reply = None
-            raise self.gate.fail("bad_psi", str(exc)) from None
-        common = tuple(sorted(i.decode() for i in result.intersection))
+            raise
         if len(common) < 2:
             raise self.gate.fail("empty_alignment", f"{len(common)} common ids")
         self.common = common

@@ -13,12 +13,14 @@ from itertools import accumulate
 import numpy as np
 from phe import PaillierPrivateKey
 
-from fedledger.crypto.psi import BlindedSet, PsiError, PsiParty, Reblinded, scalar_from_seed
+from fedledger.crypto.psi import PsiParty, scalar_from_seed
 from fedledger.privacy.he.errors import HeError
 from fedledger.privacy.he.rand import SeededRandom
 from fedledger.privacy.he.threshold import KeyShare, ThresholdPublicKey
 from fedledger.protocols.base import Effect, EmitMetric, MessageReceived, NodeSetup, Send, Start
 from fedledger.protocols.kit import REFUSED, handles
+from fedledger.protocols.kit.gate import Reject
+from fedledger.protocols.nagar_vertical import psi_steps
 from fedledger.protocols.nagar_vertical.chained import ChainedNode
 from fedledger.protocols.nagar_vertical.committee import Collector, holder_ids
 from fedledger.protocols.nagar_vertical.data import FeatureSplit, PartyData, is_test_id
@@ -187,28 +189,18 @@ class PartyNode(ChainedNode):
         if event.sender == self.peer and self.ledger.plan is None:
             self._early = event  # the last one only
         self._from_peer(event)
-        if self._reblinded:
-            raise self.gate.fail("repeated_psi", "a second blinded set")
         msg = event.message
         assert isinstance(msg, PsiBlinded)
-        if not msg.points:
-            raise self.gate.fail("bad_psi", "an empty blinded set: no id can be aligned")
-        try:
-            reply = self.psi.reblind(BlindedSet(msg.points))
-        except PsiError as exc:
-            raise self.gate.fail("bad_psi", str(exc)) from None
+        reply = psi_steps.reblind(self.gate, self.psi, msg, self._reblinded)
         self._reblinded = True
-        return [Send(self.peer, PsiReblinded(reply.points)), *self._maybe_align()]
+        return [Send(self.peer, reply), *self._maybe_align()]
 
     @handles(PsiReblinded)
     def on_reblinded(self, event: MessageReceived) -> list:  # type: ignore[type-arg]
         self._from_peer(event)
         msg = event.message
         assert isinstance(msg, PsiReblinded)
-        if self._reply is not None:
-            raise self.gate.fail("repeated_psi", "a second reply")
-        if len(msg.points) != len(self.data.ids):
-            raise self.gate.fail("bad_psi", f"{len(msg.points)} points for {len(self.data.ids)}")
+        psi_steps.check_reply(self.gate, msg, self._reply, len(self.data.ids))
         self._reply = msg
         return self._maybe_align()
 
@@ -216,11 +208,10 @@ class PartyNode(ChainedNode):
         if not self._reblinded or self._reply is None or self.train_ids:
             return []
         try:
-            result = self.psi.finish(Reblinded(self._reply.points))
-        except PsiError as exc:
+            ids = psi_steps.intersection(self.gate, self.psi, self._reply)
+        except Reject:
             self._reply = None
-            raise self.gate.fail("bad_psi", str(exc)) from None
-        ids = tuple(sorted(i.decode() for i in result.intersection))  # as vfl.align orders them
+            raise
         self.test_ids = tuple(i for i in ids if is_test_id(i, self.vp.seed, self.vp.test_fraction))
         test = set(self.test_ids)
         self.train_ids = tuple(i for i in ids if i not in test)
